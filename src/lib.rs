@@ -1,0 +1,1 @@
+//! lameduck: placeholder while the core lands.
