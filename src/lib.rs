@@ -1,1 +1,53 @@
-//! lameduck: placeholder while the core lands.
+//! lameduck: a tiny HTTP/1.1 server that is correct under rolling updates.
+//!
+//! When an orchestrator sends SIGTERM it starts, at the same moment, to take the pod out of its
+//! load balancers; those learn of it a few seconds later. A server that closes its listener at
+//! once refuses the connections still sent its way. lameduck instead (1) fails its readiness
+//! check while still serving for a lame-duck delay, (2) drains: finishes in-flight requests,
+//! closes keep-alive connections gently, with a deadline, and (3) proves it is alive with a file
+//! that its event loop refreshes, checked by the binary itself (`lameduck live`), so the probe
+//! works in a `scratch` image without going through the HTTP server.
+//!
+//! # Layout
+//!
+//! - [`config`]: every limit and timeout with its default, and the command line.
+//! - [`server`]: the event loop (one thread, one `mio::Poll`) and the shutdown lifecycle.
+//! - [`conn`]: one connection's state machine and socket I/O.
+//! - [`codec`]: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
+//! - [`routes`]: the default handler (`/` → `Hello, World!`).
+//! - [`live`]: the liveness file and the `live` check.
+//! - [`signals`]: SIGTERM/SIGINT as a pollable source.
+//! - [`log`]: logfmt phase-change lines on stderr.
+//! - [`slab`]: the token-keyed connection table.
+//! - [`sys`]: the raw system calls (a listener with our own backlog).
+//!
+//! # Running the loop with your own handler
+//!
+//! ```no_run
+//! use lameduck::{Config, Response, Server};
+//!
+//! let mut server = Server::bind(Config::default())?;
+//! let outcome = server.run(|request: &lameduck::Request<'_>| match request.path {
+//!     "/hi" => Response::text(200, "hi\n"),
+//!     _ => Response::text(404, "not found\n"),
+//! })?;
+//! std::process::exit(outcome.exit_code());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+#[macro_use]
+mod sys;
+
+pub mod codec;
+pub mod config;
+pub mod conn;
+pub mod live;
+pub mod log;
+pub mod routes;
+pub mod server;
+pub mod signals;
+pub mod slab;
+
+pub use codec::{Request, Response};
+pub use config::{Command, Config, LiveConfig};
+pub use server::{Outcome, Server};

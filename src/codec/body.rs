@@ -1,0 +1,218 @@
+//! Request-body framing: consumes a `Content-Length` or chunked body from the byte stream so that
+//! it can never be read as the next request. The bytes themselves are discarded.
+//!
+//! The chunked decoder is a byte-at-a-time state machine over RFC 9112 §7.1, so it accepts input
+//! split at any boundary and needs no buffer of its own.
+
+use super::error::ProtocolError;
+use super::request::BodyFraming;
+
+/// Longest chunk-size line (size plus extensions) or trailer line we accept. Extensions are
+/// legal but nobody needs kilobytes of them; unbounded they are a memory and CPU sink.
+pub const MAX_CHUNK_LINE_BYTES: usize = 4096;
+
+/// Most hex digits in a chunk size: 15 digits keep the value below 2^60, far above any body
+/// limit, so the arithmetic can never overflow.
+const MAX_CHUNK_SIZE_DIGITS: usize = 15;
+
+/// Where a body decoder is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BodyDecoder {
+    state: State,
+    /// Body bytes seen so far (data only, not framing), checked against `limit`.
+    seen: u64,
+    limit: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum State {
+    /// `Content-Length` body: this many bytes still to come.
+    Fixed {
+        remaining: u64,
+    },
+    /// Reading the hex digits of a chunk size.
+    Size {
+        value: u64,
+        digits: usize,
+    },
+    /// After `;`: chunk extensions, discarded up to the CR.
+    Extension {
+        len: usize,
+        size: u64,
+    },
+    /// Saw the CR ending a size line; LF must follow.
+    SizeLf {
+        size: u64,
+    },
+    /// Inside chunk data.
+    Data {
+        remaining: u64,
+    },
+    /// After chunk data: CR must follow.
+    DataCr,
+    /// After chunk data and CR: LF must follow.
+    DataLf,
+    /// At the start of a trailer line (or the final empty line).
+    TrailerStart,
+    /// Inside a trailer field line.
+    Trailer {
+        len: usize,
+    },
+    /// CR ending a trailer line; LF must follow.
+    TrailerLf,
+    /// CR of the final empty line; LF must follow, then the body is complete.
+    FinalLf,
+    Done,
+}
+
+/// What one call to [`BodyDecoder::decode`] achieved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the input that belonged to the body (framing included).
+    pub consumed: usize,
+    /// The body is complete; bytes after `consumed` belong to the next request.
+    pub done: bool,
+}
+
+impl BodyDecoder {
+    /// A decoder for the framing of one request, or `None` when the request has no body.
+    /// Refuses at once a declared length over `limit`, before any of it is read.
+    pub fn new(framing: BodyFraming, limit: u64) -> Result<Option<Self>, ProtocolError> {
+        let state = match framing {
+            BodyFraming::None => return Ok(None),
+            BodyFraming::Length(n) if n > limit => return Err(ProtocolError::BodyTooLarge),
+            BodyFraming::Length(n) => State::Fixed { remaining: n },
+            BodyFraming::Chunked => State::Size {
+                value: 0,
+                digits: 0,
+            },
+        };
+        Ok(Some(BodyDecoder {
+            state,
+            seen: 0,
+            limit,
+        }))
+    }
+
+    /// Consumes body bytes from the start of `input`.
+    pub fn decode(&mut self, input: &[u8]) -> Result<Progress, ProtocolError> {
+        let mut at = 0;
+        while at < input.len() {
+            match self.state {
+                State::Done => break,
+                // Data runs are skipped in one step rather than byte by byte.
+                State::Fixed { remaining } | State::Data { remaining } => {
+                    let take = remaining.min((input.len() - at) as u64);
+                    at += take as usize;
+                    let left = remaining - take;
+                    self.state = match self.state {
+                        State::Fixed { .. } if left == 0 => State::Done,
+                        State::Fixed { .. } => State::Fixed { remaining: left },
+                        _ if left == 0 => State::DataCr,
+                        _ => State::Data { remaining: left },
+                    };
+                }
+                _ => {
+                    self.step(input[at])?;
+                    at += 1;
+                }
+            }
+        }
+        Ok(Progress {
+            consumed: at,
+            done: self.state == State::Done,
+        })
+    }
+
+    /// Advances the chunked framing by one byte.
+    fn step(&mut self, b: u8) -> Result<(), ProtocolError> {
+        use ProtocolError::Malformed;
+        self.state = match self.state {
+            State::Size { value, digits } => match b {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    if digits == MAX_CHUNK_SIZE_DIGITS {
+                        return Err(Malformed("chunk size too long"));
+                    }
+                    let digit = (b as char).to_digit(16).unwrap_or(0);
+                    State::Size {
+                        value: value * 16 + u64::from(digit),
+                        digits: digits + 1,
+                    }
+                }
+                _ if digits == 0 => return Err(Malformed("chunk size missing")),
+                b';' => State::Extension {
+                    len: 0,
+                    size: self.chunk(value)?,
+                },
+                b'\r' => State::SizeLf {
+                    size: self.chunk(value)?,
+                },
+                // Signs, spaces, `0x` prefixes and bare LFs all end up here.
+                _ => return Err(Malformed("bad chunk size")),
+            },
+            State::Extension { len, size } => match b {
+                b'\r' => State::SizeLf { size },
+                _ if len + 1 >= MAX_CHUNK_LINE_BYTES => {
+                    return Err(Malformed("chunk extension too long"));
+                }
+                b'\t' | b' '..=b'~' | 0x80..=0xff => State::Extension { len: len + 1, size },
+                _ => return Err(Malformed("bad chunk extension")),
+            },
+            State::SizeLf { size } => match b {
+                b'\n' if size == 0 => State::TrailerStart,
+                b'\n' => State::Data { remaining: size },
+                _ => return Err(Malformed("bare CR in chunk size line")),
+            },
+            State::DataCr => match b {
+                b'\r' => State::DataLf,
+                _ => return Err(Malformed("chunk data longer than its size")),
+            },
+            State::DataLf => match b {
+                b'\n' => State::Size {
+                    value: 0,
+                    digits: 0,
+                },
+                _ => return Err(Malformed("bare CR after chunk data")),
+            },
+            State::TrailerStart => match b {
+                b'\r' => State::FinalLf,
+                // A line starting with whitespace is obs-fold (RFC 9112 §5.2): refused.
+                b' ' | b'\t' => return Err(Malformed("obs-fold in trailer")),
+                _ => self.trailer_byte(b, 0)?,
+            },
+            State::Trailer { len } => match b {
+                b'\r' => State::TrailerLf,
+                _ => self.trailer_byte(b, len)?,
+            },
+            State::TrailerLf => match b {
+                b'\n' => State::TrailerStart,
+                _ => return Err(Malformed("bare CR in trailer")),
+            },
+            State::FinalLf => match b {
+                b'\n' => State::Done,
+                _ => return Err(Malformed("bare CR after last chunk")),
+            },
+            State::Fixed { .. } | State::Data { .. } | State::Done => self.state.clone(),
+        };
+        Ok(())
+    }
+
+    /// Accounts a chunk of `size` bytes against the body limit.
+    fn chunk(&mut self, size: u64) -> Result<u64, ProtocolError> {
+        self.seen = self.seen.saturating_add(size);
+        if self.seen > self.limit {
+            return Err(ProtocolError::BodyTooLarge);
+        }
+        Ok(size)
+    }
+
+    fn trailer_byte(&self, b: u8, len: usize) -> Result<State, ProtocolError> {
+        if len + 1 >= MAX_CHUNK_LINE_BYTES {
+            return Err(ProtocolError::Malformed("trailer line too long"));
+        }
+        match b {
+            b'\t' | b' '..=b'~' | 0x80..=0xff => Ok(State::Trailer { len: len + 1 }),
+            _ => Err(ProtocolError::Malformed("bad byte in trailer")),
+        }
+    }
+}

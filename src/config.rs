@@ -1,0 +1,436 @@
+//! Configuration: every limit and timeout with its default and reason, and the command line
+//! (flags, with an environment variable for each; flags win). Parsed by hand to keep the
+//! dependency budget at four crates.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Time Kubernetes needs between our exit deadline and its SIGKILL: the kubelet's own latency
+/// and the process teardown. `shutdown delay + drain timeout + this` must fit the grace period.
+pub const GRACE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Everything `lameduck serve` can be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on. Default `0.0.0.0:8080`: in a container the pod IP is not known in
+    /// advance, and 8080 needs no privilege.
+    pub addr: SocketAddr,
+    /// Lame-duck ANNOUNCE phase after SIGTERM: readiness fails but everything is still served,
+    /// so load balancers that learn of the shutdown late do not hit a closed port. Default 5 s.
+    pub shutdown_delay: Duration,
+    /// Longest DRAIN: then the remaining connections are closed and the exit code is 1. Default 20 s.
+    pub drain_timeout: Duration,
+    /// The orchestrator's grace period (Kubernetes `terminationGracePeriodSeconds`, default 30 s).
+    /// Only used to refuse timings that would get the process SIGKILLed mid-drain.
+    pub grace_period: Duration,
+    /// How often the event loop refreshes the liveness file. Default 1 s.
+    pub heartbeat: Duration,
+    /// The liveness file. Default `/tmp/lameduck.live`: `/tmp` is the one writable path in a
+    /// read-only-root pod (an `emptyDir`).
+    pub live_file: PathBuf,
+    /// Time allowed from a request's first byte to the end of its head (and between body reads).
+    /// Slowloris defence. Default 10 s.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive connection is kept. Default 75 s: longer than common load
+    /// balancers' idle timeout (60 s), so the balancer closes first and never reuses a
+    /// connection we are closing.
+    pub idle_timeout: Duration,
+    /// Most open connections. At the limit the server stops accepting (clients wait in the
+    /// listen backlog) rather than accept-and-drop. Default 10 000.
+    pub max_conns: usize,
+    /// Largest request body in bytes; larger is 413. Default 1 MiB.
+    pub max_body: u64,
+    /// Largest request head in bytes (request line + headers); larger is 431. Default 8 KiB,
+    /// the common limit of nginx and Apache.
+    pub max_header_bytes: usize,
+    /// Longest request-target in bytes; longer is 414. Default 4 KiB.
+    pub max_uri_bytes: usize,
+    /// `listen(2)` backlog. Default 1024; the kernel caps it at `net.core.somaxconn`.
+    pub backlog: u32,
+    /// The readiness path. Default `/health`.
+    pub health_path: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8080),
+            shutdown_delay: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(20),
+            grace_period: Duration::from_secs(30),
+            heartbeat: Duration::from_secs(1),
+            live_file: PathBuf::from("/tmp/lameduck.live"),
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(75),
+            max_conns: 10_000,
+            max_body: 1024 * 1024,
+            max_header_bytes: 8 * 1024,
+            max_uri_bytes: 4 * 1024,
+            backlog: 1024,
+            health_path: "/health".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Refuses configurations that cannot work, before anything is bound.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let needed = self.shutdown_delay + self.drain_timeout + GRACE_MARGIN;
+        if needed > self.grace_period {
+            return Err(ConfigError(format!(
+                "--shutdown-delay {} + --drain-timeout {} + {} margin = {} does not fit in \
+                 --grace-period {}: the orchestrator would SIGKILL the server mid-drain \
+                 (raise --grace-period / terminationGracePeriodSeconds or shorten the others)",
+                show(self.shutdown_delay),
+                show(self.drain_timeout),
+                show(GRACE_MARGIN),
+                show(needed),
+                show(self.grace_period)
+            )));
+        }
+        if self.heartbeat.is_zero() {
+            return Err(ConfigError("--heartbeat must be more than 0".into()));
+        }
+        if self.max_conns == 0 {
+            return Err(ConfigError("--max-conns must be at least 1".into()));
+        }
+        if !self.health_path.starts_with('/') {
+            return Err(ConfigError("--health-path must start with '/'".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Everything `lameduck live` can be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveConfig {
+    pub live_file: PathBuf,
+    /// Oldest acceptable heartbeat. Default 10 s: ten missed 1 s heartbeats means the loop is
+    /// wedged, while a busy loop that is a little late is not killed.
+    pub max_age: Duration,
+}
+
+impl Default for LiveConfig {
+    fn default() -> Self {
+        LiveConfig {
+            live_file: Config::default().live_file,
+            max_age: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Serve(Config),
+    Live(LiveConfig),
+    Help,
+    Version,
+}
+
+/// A bad flag, value or combination; the message names it. Exit code 2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const USAGE: &str = "\
+lameduck: a tiny HTTP/1.1 server that survives rolling updates
+
+USAGE:
+    lameduck [serve] [FLAGS]        run the server (the default)
+    lameduck live [FLAGS]           liveness probe: exit 0 if the server's heartbeat is fresh
+    lameduck --help | --version
+
+SERVE FLAGS (environment variable in brackets; flags win):
+    --addr IP                 address to listen on [LAMEDUCK_ADDR] (0.0.0.0)
+    --port N                  port to listen on, 0 = any [PORT] (8080)
+    --shutdown-delay D        lame-duck time after SIGTERM: /health 503, still serving [LAMEDUCK_SHUTDOWN_DELAY] (5s)
+    --drain-timeout D         longest drain before connections are forced closed [LAMEDUCK_DRAIN_TIMEOUT] (20s)
+    --grace-period D          orchestrator's grace period the two above must fit in [LAMEDUCK_GRACE_PERIOD] (30s)
+    --heartbeat D             liveness-file refresh interval [LAMEDUCK_HEARTBEAT] (1s)
+    --live-file PATH          liveness file [LAMEDUCK_LIVE_FILE] (/tmp/lameduck.live)
+    --header-timeout D        time to receive a request head [LAMEDUCK_HEADER_TIMEOUT] (10s)
+    --idle-timeout D          keep-alive idle timeout [LAMEDUCK_IDLE_TIMEOUT] (75s)
+    --max-conns N             most open connections [LAMEDUCK_MAX_CONNS] (10000)
+    --max-body BYTES          largest request body [LAMEDUCK_MAX_BODY] (1048576)
+    --max-header-bytes BYTES  largest request head [LAMEDUCK_MAX_HEADER_BYTES] (8192)
+    --max-uri-bytes BYTES     longest request-target [LAMEDUCK_MAX_URI_BYTES] (4096)
+    --backlog N               listen backlog [LAMEDUCK_BACKLOG] (1024)
+    --health-path PATH        readiness path [LAMEDUCK_HEALTH_PATH] (/health)
+
+LIVE FLAGS:
+    --live-file PATH          liveness file [LAMEDUCK_LIVE_FILE] (/tmp/lameduck.live)
+    --max-age D               oldest acceptable heartbeat [LAMEDUCK_MAX_AGE] (10s)
+
+Durations: 0, 500ms, 5s, 2m (a bare number is seconds).
+Exit codes (serve): 0 clean drain, 1 forced (drain timeout or second signal), 2 bad configuration or cannot bind.
+Exit codes (live): 0 live, 1 not live (reason on stderr).
+";
+
+/// Parses argv (without the program name) and the environment (`env` looks a variable up).
+pub fn parse_args<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut args = args.into_iter().peekable();
+    let mode = match args.peek().map(String::as_str) {
+        Some("serve") => {
+            args.next();
+            "serve"
+        }
+        Some("live") => {
+            args.next();
+            "live"
+        }
+        _ => "serve",
+    };
+
+    // Collect `--flag value` / `--flag=value` pairs first, so env defaults can be applied
+    // underneath and flags win regardless of order.
+    let mut flags: Vec<(String, String)> = Vec::new();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ => {}
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(ConfigError(format!(
+                "unexpected argument '{arg}' (see --help)"
+            )));
+        };
+        let (name, value) = match flag.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => {
+                let value = args
+                    .next()
+                    .ok_or_else(|| ConfigError(format!("--{flag} needs a value")))?;
+                (flag.to_string(), value)
+            }
+        };
+        flags.push((name, value));
+    }
+
+    if mode == "live" {
+        let mut live = LiveConfig::default();
+        let mut apply = |name: &str, value: &str| -> Result<bool, ConfigError> {
+            match name {
+                "live-file" => live.live_file = PathBuf::from(value),
+                "max-age" => live.max_age = parse_duration(name, value)?,
+                _ => return Ok(false),
+            }
+            Ok(true)
+        };
+        apply_env_then_flags(&mut apply, &flags, &env, LIVE_ENV)?;
+        return Ok(Command::Live(live));
+    }
+
+    let mut config = Config::default();
+    let mut apply = |name: &str, value: &str| -> Result<bool, ConfigError> {
+        match name {
+            "addr" => {
+                let ip: IpAddr = value
+                    .parse()
+                    .map_err(|_| invalid(name, value, "an IP address"))?;
+                config.addr.set_ip(ip);
+            }
+            "port" => config.addr.set_port(parse_number(name, value)?),
+            "shutdown-delay" => config.shutdown_delay = parse_duration(name, value)?,
+            "drain-timeout" => config.drain_timeout = parse_duration(name, value)?,
+            "grace-period" => config.grace_period = parse_duration(name, value)?,
+            "heartbeat" => config.heartbeat = parse_duration(name, value)?,
+            "live-file" => config.live_file = PathBuf::from(value),
+            "header-timeout" => config.header_timeout = parse_duration(name, value)?,
+            "idle-timeout" => config.idle_timeout = parse_duration(name, value)?,
+            "max-conns" => config.max_conns = parse_number(name, value)?,
+            "max-body" => config.max_body = parse_number(name, value)?,
+            "max-header-bytes" => config.max_header_bytes = parse_number(name, value)?,
+            "max-uri-bytes" => config.max_uri_bytes = parse_number(name, value)?,
+            "backlog" => config.backlog = parse_number(name, value)?,
+            "health-path" => config.health_path = value.to_string(),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    };
+    apply_env_then_flags(&mut apply, &flags, &env, SERVE_ENV)?;
+    config.validate()?;
+    Ok(Command::Serve(config))
+}
+
+/// Flag name → environment variable, for `serve`.
+const SERVE_ENV: &[(&str, &str)] = &[
+    ("addr", "LAMEDUCK_ADDR"),
+    ("port", "PORT"),
+    ("shutdown-delay", "LAMEDUCK_SHUTDOWN_DELAY"),
+    ("drain-timeout", "LAMEDUCK_DRAIN_TIMEOUT"),
+    ("grace-period", "LAMEDUCK_GRACE_PERIOD"),
+    ("heartbeat", "LAMEDUCK_HEARTBEAT"),
+    ("live-file", "LAMEDUCK_LIVE_FILE"),
+    ("header-timeout", "LAMEDUCK_HEADER_TIMEOUT"),
+    ("idle-timeout", "LAMEDUCK_IDLE_TIMEOUT"),
+    ("max-conns", "LAMEDUCK_MAX_CONNS"),
+    ("max-body", "LAMEDUCK_MAX_BODY"),
+    ("max-header-bytes", "LAMEDUCK_MAX_HEADER_BYTES"),
+    ("max-uri-bytes", "LAMEDUCK_MAX_URI_BYTES"),
+    ("backlog", "LAMEDUCK_BACKLOG"),
+    ("health-path", "LAMEDUCK_HEALTH_PATH"),
+];
+
+/// Flag name → environment variable, for `live`.
+const LIVE_ENV: &[(&str, &str)] = &[
+    ("live-file", "LAMEDUCK_LIVE_FILE"),
+    ("max-age", "LAMEDUCK_MAX_AGE"),
+];
+
+fn apply_env_then_flags<F, E>(
+    apply: &mut F,
+    flags: &[(String, String)],
+    env: &E,
+    table: &[(&str, &str)],
+) -> Result<(), ConfigError>
+where
+    F: FnMut(&str, &str) -> Result<bool, ConfigError>,
+    E: Fn(&str) -> Option<String>,
+{
+    for (name, var) in table {
+        if let Some(value) = env(var) {
+            apply(name, &value).map_err(|e| ConfigError(format!("{var}: {e}")))?;
+        }
+    }
+    for (name, value) in flags {
+        if !apply(name, value)? {
+            return Err(ConfigError(format!("unknown flag --{name} (see --help)")));
+        }
+    }
+    Ok(())
+}
+
+fn invalid(name: &str, value: &str, expected: &str) -> ConfigError {
+    ConfigError(format!(
+        "--{name}: invalid value '{value}': expected {expected}"
+    ))
+}
+
+fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .parse()
+        .map_err(|_| invalid(name, value, "a non-negative whole number in range"))
+}
+
+/// Parses `0`, `500ms`, `5s`, `2m`; a bare number is seconds.
+pub fn parse_duration(name: &str, value: &str) -> Result<Duration, ConfigError> {
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let bad = || invalid(name, value, "a duration like 500ms, 5s or 2m");
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs).ok_or_else(bad),
+        _ => Err(bad()),
+    }
+}
+
+/// A duration as a person writes it: `5s`, `500ms`, `1500ms`.
+pub fn show(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse_args(args.iter().map(|s| s.to_string()), |k| {
+            env.iter()
+                .find(|(name, _)| name == k)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn no_arguments_is_serve_with_defaults() {
+        assert_eq!(parse(&[], &[]), Ok(Command::Serve(Config::default())));
+        assert_eq!(Config::default().addr.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn flags_win_over_env() {
+        let Ok(Command::Serve(c)) = parse(&["--port", "9000"], &[("PORT", "7000")]) else {
+            panic!("expected serve");
+        };
+        assert_eq!(c.addr.port(), 9000);
+        let Ok(Command::Serve(c)) = parse(&["serve"], &[("PORT", "7000")]) else {
+            panic!("expected serve");
+        };
+        assert_eq!(c.addr.port(), 7000);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("x", "0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("x", "500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("x", "5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("x", "7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("x", "2m"), Ok(Duration::from_secs(120)));
+        for bad in ["", "s", "-1s", "1.5s", "5 s", "5h", "ms"] {
+            assert!(
+                parse_duration("x", bad).is_err(),
+                "{bad:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        let err = parse(&["--port", "http"], &[]).unwrap_err();
+        assert!(err.0.contains("--port"), "{err}");
+        let err = parse(&["--shutdown-delay=soon"], &[]).unwrap_err();
+        assert!(err.0.contains("--shutdown-delay"), "{err}");
+        let err = parse(&["--bogus", "1"], &[]).unwrap_err();
+        assert!(err.0.contains("--bogus"), "{err}");
+        let err = parse(&[], &[("PORT", "x")]).unwrap_err();
+        assert!(err.0.contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn grace_period_must_hold_delay_and_drain() {
+        assert!(parse(&["--drain-timeout", "23s"], &[]).is_ok());
+        let err = parse(&["--drain-timeout", "24s"], &[]).unwrap_err();
+        assert!(err.0.contains("--grace-period"), "{err}");
+        assert!(parse(&["--drain-timeout", "24s", "--grace-period", "31s"], &[]).is_ok());
+    }
+
+    #[test]
+    fn live_mode() {
+        assert_eq!(
+            parse(&["live", "--live-file", "/x", "--max-age=3s"], &[]),
+            Ok(Command::Live(LiveConfig {
+                live_file: PathBuf::from("/x"),
+                max_age: Duration::from_secs(3)
+            }))
+        );
+        assert!(parse(&["live", "--port", "1"], &[]).is_err());
+        assert_eq!(parse(&["live", "--help"], &[]), Ok(Command::Help));
+    }
+}

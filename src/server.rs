@@ -1,0 +1,625 @@
+//! The event loop: one thread, one `mio::Poll`, the listener, the signal source, the
+//! connections, the timers, and the shutdown lifecycle of DESIGN.md.
+//!
+//! ```text
+//!  start ──bind ok──▶ SERVING ──SIGTERM──▶ ANNOUNCE ──delay over──▶ DRAIN ──all closed──▶ exit 0
+//!                       └──SIGINT──────────────(skip delay)─────────┘──deadline──▶ FORCE ▶ exit 1
+//!                          any second signal, in any phase ───────────────────────────▶ exit 1
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+
+use crate::codec::{DateCache, HeadLimits, Request, Response};
+use crate::config::{self, Config};
+use crate::conn::{Connection, Context, Limits, Scratch, State, Verdict};
+use crate::live::LiveFile;
+use crate::log::{self, Level};
+use crate::signals::{Signal, SignalSource};
+use crate::slab::Slab;
+use crate::sys;
+
+/// The listening socket.
+const LISTENER: Token = Token(0);
+/// The signal source (SIGTERM, SIGINT).
+const SIGNALS: Token = Token(1);
+/// Connections use tokens from here on: token = `FIRST_CONNECTION` + slab index. Timers need no
+/// token: they are the `poll` timeout.
+const FIRST_CONNECTION: usize = 2;
+
+/// How often connection deadlines are checked. Timeouts are therefore up to this late, which
+/// is nothing next to their lengths (seconds), and one pass over the connections every quarter
+/// second is far cheaper than a timer per connection.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+/// During DRAIN, a connection that has not sent a byte gets this long (from its accept) to start
+/// its request before it is closed. It covers clients taken from the accept backlog whose request
+/// is still in flight, without waiting on browsers' speculative pre-connections.
+const NEW_CONNECTION_DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// After `accept` fails for lack of file descriptors (EMFILE/ENFILE), wait this long before
+/// trying again. Retrying at once would spin: the pending connection keeps the listener ready.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Readiness events handled per `poll` call.
+const EVENTS_CAPACITY: usize = 1024;
+
+/// Shared input buffer size: one read can take this many bytes of pipelined requests.
+const SCRATCH_INPUT_BYTES: usize = 64 * 1024;
+
+/// The lifecycle phase.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Normal service; readiness 200.
+    Serving,
+    /// Lame duck, until `until`: readiness 503, still accepting and serving, every response
+    /// `Connection: close`.
+    Announce { until: Instant },
+    /// Listener closed, connections finishing; forced at `deadline`.
+    Drain { deadline: Instant },
+}
+
+/// How the server ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every connection finished within the drain timeout.
+    Drained,
+    /// The drain timeout passed; the remaining connections were closed.
+    Forced,
+    /// A second signal arrived; the process stops at once.
+    Interrupted,
+}
+
+impl Outcome {
+    /// The process exit code for this outcome (DESIGN.md).
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Outcome::Drained => 0,
+            Outcome::Forced | Outcome::Interrupted => 1,
+        }
+    }
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    config: Config,
+    poll: Poll,
+    /// `None` once DRAIN has closed it.
+    listener: Option<TcpListener>,
+    local_addr: SocketAddr,
+    signals: SignalSource,
+    /// Open connections, keyed by token.
+    conns: Slab<Connection>,
+    /// Removed on drop, so every way out of `run` removes the liveness file.
+    live: LiveFile,
+}
+
+/// Counters for the phase-change log lines.
+#[derive(Default, Debug)]
+struct Stats {
+    accepted: u64,
+    served: u64,
+    /// Connections taken from the accept backlog when DRAIN closed the listener.
+    backlog_accepted: u64,
+}
+
+/// The loop's mutable state besides the sources.
+struct Runtime<H> {
+    phase: Phase,
+    handler: H,
+    now: Instant,
+    date: DateCache,
+    scratch: Scratch,
+    limits: Limits,
+    next_heartbeat: Instant,
+    next_sweep: Instant,
+    /// Set when accepting stopped at `max_conns` or for lack of descriptors.
+    accept_paused: bool,
+    accept_retry_at: Option<Instant>,
+    signal_at: Option<Instant>,
+    stats: Stats,
+}
+
+impl Server {
+    /// Installs the signal handlers, binds the listener and creates the liveness file, in that
+    /// order: a signal during start-up is never lost, and the liveness file only ever says
+    /// "live" for a server that holds its port.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut signals = SignalSource::new()?;
+        poll.registry()
+            .register(signals.source(), SIGNALS, Interest::READABLE)?;
+        let std_listener = sys::listen(config.addr, config.backlog).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr))
+        })?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let live = LiveFile::create(&config.live_file)?;
+        Ok(Server {
+            config,
+            poll,
+            listener: Some(listener),
+            local_addr,
+            signals,
+            conns: Slab::new(),
+            live,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Runs the event loop with `handler` answering every path but the readiness path, until
+    /// the lifecycle ends. The liveness file is removed when the `Server` is dropped.
+    pub fn run<H>(&mut self, handler: H) -> io::Result<Outcome>
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        let now = Instant::now();
+        let mut rt = Runtime {
+            phase: Phase::Serving,
+            handler,
+            now,
+            date: DateCache::default(),
+            scratch: Scratch::new(SCRATCH_INPUT_BYTES.max(self.config.max_header_bytes + 1)),
+            limits: Limits {
+                head: HeadLimits {
+                    max_head_bytes: self.config.max_header_bytes,
+                    max_target_bytes: self.config.max_uri_bytes,
+                },
+                max_body: self.config.max_body,
+                header_timeout: self.config.header_timeout,
+                idle_timeout: self.config.idle_timeout,
+                health_path: self.config.health_path.clone(),
+            },
+            next_heartbeat: now,
+            next_sweep: now + SWEEP_INTERVAL,
+            accept_paused: false,
+            accept_retry_at: None,
+            signal_at: None,
+            stats: Stats::default(),
+        };
+        log::event(
+            Level::Info,
+            "listening",
+            &[
+                ("addr", self.local_addr.to_string().as_str().into()),
+                (
+                    "live_file",
+                    self.live.path().to_string_lossy().as_ref().into(),
+                ),
+                ("pid", u64::from(std::process::id()).into()),
+                (
+                    "shutdown_delay",
+                    config::show(self.config.shutdown_delay).as_str().into(),
+                ),
+                (
+                    "drain_timeout",
+                    config::show(self.config.drain_timeout).as_str().into(),
+                ),
+            ],
+        );
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            self.run_timers(&mut rt);
+            if let Some(outcome) = self.finished(&mut rt) {
+                return Ok(outcome);
+            }
+            let timeout = self.next_timer(&rt).saturating_duration_since(rt.now);
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            rt.now = Instant::now();
+            rt.date.update(SystemTime::now());
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(&mut rt),
+                    SIGNALS => {
+                        if let Some(outcome) = self.on_signals(&mut rt) {
+                            return Ok(outcome);
+                        }
+                    }
+                    token => self.on_connection(token, event.is_read_closed(), &mut rt),
+                }
+            }
+        }
+    }
+
+    /// The earliest moment the loop must wake without an event.
+    fn next_timer<H>(&self, rt: &Runtime<H>) -> Instant {
+        let mut next = rt.next_heartbeat.min(rt.next_sweep);
+        if let Some(at) = rt.accept_retry_at {
+            next = next.min(at);
+        }
+        match rt.phase {
+            Phase::Serving => next,
+            Phase::Announce { until } => next.min(until),
+            Phase::Drain { deadline } => next.min(deadline),
+        }
+    }
+
+    /// Heartbeat, connection deadlines, accept retry and phase changes that are due.
+    fn run_timers<H>(&mut self, rt: &mut Runtime<H>)
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        let now = rt.now;
+        if now >= rt.next_heartbeat {
+            // The heartbeat runs on the event loop itself: if the loop wedges, the file goes
+            // stale and `lameduck live` fails. That is the whole point; don't move it to a thread.
+            if let Err(e) = self.live.touch(SystemTime::now()) {
+                log::event(
+                    Level::Warn,
+                    "heartbeat_failed",
+                    &[("error", e.to_string().as_str().into())],
+                );
+            }
+            rt.next_heartbeat = now + self.config.heartbeat;
+        }
+        if rt.accept_retry_at.is_some_and(|at| now >= at) {
+            rt.accept_retry_at = None;
+            self.accept(rt);
+        }
+        if let Phase::Announce { until } = rt.phase {
+            if now >= until {
+                self.start_drain(rt);
+            }
+        }
+        if now >= rt.next_sweep {
+            self.sweep(rt);
+            rt.next_sweep = now + SWEEP_INTERVAL;
+        }
+    }
+
+    /// Returns the outcome once the lifecycle is over: drained, or forced at the deadline.
+    fn finished<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome> {
+        let Phase::Drain { deadline } = rt.phase else {
+            return None;
+        };
+        if self.conns.is_empty() {
+            self.log_exit(rt, Outcome::Drained);
+            return Some(Outcome::Drained);
+        }
+        if rt.now >= deadline {
+            let counts = self.counts();
+            log::event(
+                Level::Warn,
+                "force",
+                &[
+                    ("open", self.conns.len().into()),
+                    ("active", counts.active.into()),
+                    ("idle", counts.idle.into()),
+                    ("new", counts.new.into()),
+                    ("closing", counts.closing.into()),
+                    (
+                        "drain_timeout",
+                        config::show(self.config.drain_timeout).as_str().into(),
+                    ),
+                ],
+            );
+            self.conns.clear();
+            self.log_exit(rt, Outcome::Forced);
+            return Some(Outcome::Forced);
+        }
+        None
+    }
+
+    fn log_exit<H>(&self, rt: &Runtime<H>, outcome: Outcome) {
+        let since_signal = rt.signal_at.map_or(0, |at| {
+            rt.now.saturating_duration_since(at).as_millis() as u64
+        });
+        let outcome_name = match outcome {
+            Outcome::Drained => "drained",
+            Outcome::Forced => "forced",
+            Outcome::Interrupted => "interrupted",
+        };
+        log::event(
+            if outcome == Outcome::Drained {
+                Level::Info
+            } else {
+                Level::Warn
+            },
+            "exit",
+            &[
+                ("code", (outcome.exit_code() as u64).into()),
+                ("outcome", outcome_name.into()),
+                ("since_signal_ms", since_signal.into()),
+                ("accepted", rt.stats.accepted.into()),
+                ("served", rt.stats.served.into()),
+            ],
+        );
+    }
+
+    /// Accepts until the backlog is empty (the readiness contract of edge-triggered polling),
+    /// the connection limit is reached, or descriptors run out.
+    fn accept<H>(&mut self, rt: &mut Runtime<H>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        loop {
+            if self.conns.len() >= self.config.max_conns {
+                // Stop accepting rather than accept-and-drop: waiting clients stay in the listen
+                // backlog and are taken as soon as a connection closes.
+                rt.accept_paused = true;
+                return;
+            }
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    rt.accept_paused = false;
+                    rt.stats.accepted += 1;
+                    // Responses are written whole, in one write; Nagle would only delay them.
+                    let _ = stream.set_nodelay(true);
+                    let conn = Connection::new(stream, rt.now, self.config.header_timeout);
+                    let index = self.conns.insert(conn);
+                    let token = Token(FIRST_CONNECTION + index);
+                    let registered = match self.conns.get_mut(index) {
+                        Some(conn) => self.poll.registry().register(
+                            conn.stream_mut(),
+                            token,
+                            Interest::READABLE,
+                        ),
+                        None => Ok(()),
+                    };
+                    if registered.is_err() {
+                        self.conns.remove(index);
+                    }
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if interrupted(&e) || aborted(&e) => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    // Existing connections keep being served; new ones wait in the backlog.
+                    rt.accept_paused = true;
+                    rt.accept_retry_at = Some(rt.now + ACCEPT_BACKOFF);
+                    log::event(
+                        Level::Warn,
+                        "accept_paused",
+                        &[
+                            ("error", e.to_string().as_str().into()),
+                            ("open", self.conns.len().into()),
+                        ],
+                    );
+                    return;
+                }
+                Err(e) => {
+                    log::event(
+                        Level::Error,
+                        "accept_failed",
+                        &[("error", e.to_string().as_str().into())],
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reacts to SIGTERM / SIGINT.
+    fn on_signals<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome>
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        for signal in self.signals.pending() {
+            if rt.phase != Phase::Serving {
+                // The operator (or a second Ctrl-C) insists: stop now. Exit code 1 says
+                // the stop was not clean.
+                log::event(
+                    Level::Warn,
+                    "interrupted",
+                    &[
+                        ("signal", signal.name().into()),
+                        ("open", self.conns.len().into()),
+                    ],
+                );
+                self.log_exit(rt, Outcome::Interrupted);
+                return Some(Outcome::Interrupted);
+            }
+            rt.signal_at = Some(rt.now);
+            match signal {
+                Signal::Term if !self.config.shutdown_delay.is_zero() => {
+                    rt.phase = Phase::Announce {
+                        until: rt.now + self.config.shutdown_delay,
+                    };
+                    log::event(
+                        Level::Info,
+                        "announce",
+                        &[
+                            ("signal", signal.name().into()),
+                            (
+                                "delay",
+                                config::show(self.config.shutdown_delay).as_str().into(),
+                            ),
+                            ("open", self.conns.len().into()),
+                        ],
+                    );
+                }
+                // SIGINT is a person at a terminal: skip the lame-duck delay.
+                Signal::Term | Signal::Int => self.start_drain(rt),
+            }
+        }
+        None
+    }
+
+    /// DRAIN: take what is queued in the backlog, close the listener, close idle connections
+    /// gently, and let the active ones finish.
+    fn start_drain<H>(&mut self, rt: &mut Runtime<H>)
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        rt.phase = Phase::Drain {
+            deadline: rt.now + self.config.drain_timeout,
+        };
+        // Clients already in the accept backlog have completed their handshake and probably sent
+        // their request; closing the listener would reset them. Take them first.
+        let before = rt.stats.accepted;
+        self.accept(rt);
+        rt.stats.backlog_accepted = rt.stats.accepted - before;
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let counts = self.counts();
+        log::event(
+            Level::Info,
+            "drain",
+            &[
+                ("open", self.conns.len().into()),
+                ("active", counts.active.into()),
+                ("idle", counts.idle.into()),
+                ("new", counts.new.into()),
+                ("backlog_accepted", rt.stats.backlog_accepted.into()),
+                (
+                    "timeout",
+                    config::show(self.config.drain_timeout).as_str().into(),
+                ),
+            ],
+        );
+        self.sweep(rt);
+    }
+
+    /// Drives one connection after a readiness event.
+    fn on_connection<H>(&mut self, token: Token, read_closed: bool, rt: &mut Runtime<H>)
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        let Some(index) = token.0.checked_sub(FIRST_CONNECTION) else {
+            return;
+        };
+        let ready = rt.phase == Phase::Serving;
+        let draining = matches!(rt.phase, Phase::Drain { .. });
+        let Some(conn) = self.conns.get_mut(index) else {
+            // A spurious event for a connection closed earlier in this batch.
+            return;
+        };
+        let served_before = conn.served();
+        let mut ctx = Context {
+            now: rt.now,
+            date: rt.date.value(),
+            keep_alive: ready,
+            ready,
+            draining,
+            limits: &rt.limits,
+            handler: &mut rt.handler,
+        };
+        let verdict = conn.on_ready(&mut rt.scratch, &mut ctx, read_closed);
+        rt.stats.served += conn.served() - served_before;
+        self.apply(index, verdict, rt);
+    }
+
+    /// Closes a connection or brings its registration in line with its state.
+    fn apply<H>(&mut self, index: usize, verdict: Verdict, rt: &mut Runtime<H>) {
+        match verdict {
+            Verdict::Close => {
+                if let Some(mut conn) = self.conns.remove(index) {
+                    let _ = self.poll.registry().deregister(conn.stream_mut());
+                }
+                if rt.accept_paused && rt.accept_retry_at.is_none() {
+                    // A slot is free again: take the next client from the backlog.
+                    self.accept(rt);
+                }
+            }
+            Verdict::Open => {
+                if let Some(conn) = self.conns.get_mut(index) {
+                    let interest = conn.interest();
+                    if conn.set_registered(interest) {
+                        let token = Token(FIRST_CONNECTION + index);
+                        let result =
+                            self.poll
+                                .registry()
+                                .reregister(conn.stream_mut(), token, interest);
+                        if result.is_err() {
+                            self.conns.remove(index);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Times out connections past their deadline; in DRAIN also closes idle ones and new ones
+    /// that have stayed silent.
+    fn sweep<H>(&mut self, rt: &mut Runtime<H>)
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        let now = rt.now;
+        let draining = matches!(rt.phase, Phase::Drain { .. });
+        let ready = rt.phase == Phase::Serving;
+        for index in self.conns.indices() {
+            let Some(conn) = self.conns.get_mut(index) else {
+                continue;
+            };
+            let mut ctx = Context {
+                now,
+                date: rt.date.value(),
+                keep_alive: ready,
+                ready,
+                draining,
+                limits: &rt.limits,
+                handler: &mut rt.handler,
+            };
+            let verdict = if now >= conn.deadline() {
+                conn.on_timeout(&mut rt.scratch, &mut ctx)
+            } else if draining
+                && (conn.state() == State::Idle
+                    || (conn.state() == State::New
+                        && now.saturating_duration_since(conn.accepted())
+                            >= NEW_CONNECTION_DRAIN_GRACE))
+            {
+                conn.half_close(now)
+            } else {
+                continue;
+            };
+            self.apply(index, verdict, rt);
+        }
+    }
+
+    /// Connections per state, for the log lines.
+    fn counts(&self) -> Counts {
+        let mut counts = Counts::default();
+        for conn in self.conns.iter() {
+            match conn.state() {
+                State::New => counts.new += 1,
+                State::Active => counts.active += 1,
+                State::Idle => counts.idle += 1,
+                State::Closing | State::Lingering => counts.closing += 1,
+            }
+        }
+        counts
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    new: usize,
+    active: usize,
+    idle: usize,
+    closing: usize,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+/// The client gave up between the handshake and our accept.
+fn aborted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::ConnectionAborted
+}
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

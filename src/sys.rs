@@ -1,0 +1,104 @@
+//! The few raw system calls std and mio don't offer: a listening socket with our own backlog.
+//! Every call goes through [`syscall!`], which turns `-1` into `io::Error::last_os_error()`.
+
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// Calls a libc function and maps the C error convention (`-1` + `errno`) to `io::Result`.
+/// The caller writes the `// SAFETY:` argument for the arguments it passes.
+macro_rules! syscall {
+    ($fn: ident ( $($arg: expr),* $(,)* ) ) => {{
+        #[allow(unused_unsafe)]
+        let res = unsafe { libc::$fn($($arg, )*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// Opens a non-blocking, close-on-exec TCP listener on `addr` with `SO_REUSEADDR` and the given
+/// backlog. std and mio fix the backlog at 128/1024; the listen backlog is where clients wait
+/// while we are at `--max-conns` and during the lame-duck phase, so it is a setting.
+pub fn listen(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
+    let domain = match addr {
+        SocketAddr::V4(_) => libc::AF_INET,
+        SocketAddr::V6(_) => libc::AF_INET6,
+    };
+    let flags = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+    // SAFETY: socket(2) takes no pointers.
+    let fd = syscall!(socket(domain, flags, 0))?;
+    // SAFETY: `fd` is a fresh descriptor we own; OwnedFd closes it on every error path below.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
+
+    // Without SO_REUSEADDR a restart on the same port fails while old connections sit in TIME_WAIT.
+    let on: libc::c_int = 1;
+    // SAFETY: `on` outlives the call and its size is passed alongside it.
+    syscall!(setsockopt(
+        raw,
+        libc::SOL_SOCKET,
+        libc::SO_REUSEADDR,
+        (&on as *const libc::c_int).cast(),
+        mem::size_of::<libc::c_int>() as libc::socklen_t,
+    ))?;
+
+    let (storage, len) = socket_addr(addr);
+    // SAFETY: `storage` is a valid sockaddr of `len` bytes for this address family.
+    syscall!(bind(
+        raw,
+        (&storage as *const libc::sockaddr_storage).cast(),
+        len
+    ))?;
+    let backlog = libc::c_int::try_from(backlog).unwrap_or(libc::c_int::MAX);
+    // SAFETY: listen(2) takes no pointers.
+    syscall!(listen(raw, backlog))?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+/// Converts a std address into the C `sockaddr` that bind(2) expects.
+fn socket_addr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data for which all-zero bytes are valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in>()
+                    .write(sin)
+            };
+            mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            unsafe {
+                (&mut storage as *mut libc::sockaddr_storage)
+                    .cast::<libc::sockaddr_in6>()
+                    .write(sin6)
+            };
+            mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
