@@ -1,0 +1,278 @@
+//! Shared helpers for the integration tests: spawn the real `lameduck` binary on port 0, learn
+//! its address from its first log line, talk raw bytes over `TcpStream`, send real signals.
+//!
+//! Synchronisation is always by reading (a log line, a response, an EOF) or by waiting on the
+//! child, each with a hard timeout so a hung server fails the test instead of hanging CI. No test
+//! sleeps and hopes.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The bound for anything that should happen promptly. Generous: CI machines are noisy, and the
+/// bound only exists so that a hang fails instead of blocking forever.
+pub const PROMPT: Duration = Duration::from_secs(10);
+
+/// A lameduck process under test, with its stderr log read line by line on a thread.
+pub struct Lameduck {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every log line received so far (for assertions and failure messages).
+    pub log: Vec<String>,
+    pub addr: SocketAddr,
+    pub live_file: PathBuf,
+    _dir: TempDir,
+}
+
+impl Lameduck {
+    /// Starts `lameduck serve` on 127.0.0.1 port 0 with a private liveness file, adding `args`,
+    /// and waits for its `event=listening` line.
+    pub fn start(args: &[&str]) -> Lameduck {
+        let dir = TempDir::new();
+        let live_file = dir.path().join("live");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+        command
+            .args(["serve", "--addr", "127.0.0.1", "--port", "0", "--live-file"])
+            .arg(&live_file)
+            .args(args);
+        Lameduck::spawn(command, live_file, dir)
+    }
+
+    fn spawn(mut command: Command, live_file: PathBuf, dir: TempDir) -> Lameduck {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("spawn lameduck");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Lameduck {
+            child,
+            lines,
+            log: Vec::new(),
+            addr: "0.0.0.0:0".parse().expect("placeholder address"),
+            live_file,
+            _dir: dir,
+        };
+        let line = server.wait_for("event=listening");
+        server.addr = field(&line, "addr")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no addr in {line:?}"));
+        server
+    }
+
+    pub fn pid(&self) -> libc::pid_t {
+        self.child.id() as libc::pid_t
+    }
+
+    /// Waits (with [`PROMPT`]) for the next log line containing `needle` and returns it.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PROMPT;
+        if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no log line with {needle:?} within {PROMPT:?}; log: {:#?}", self.log)
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("server exited before logging {needle:?}; log: {:#?}", self.log)
+                }
+            }
+        }
+    }
+
+    /// Sends a real signal to the process.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) with the pid of our own child; no memory is involved.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill({}, {signal}) failed", self.pid());
+    }
+
+    /// Waits for the process to exit within `limit`, killing it (and failing) otherwise.
+    /// Drains the rest of the log first, so [`Lameduck::log`] is complete afterwards.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // stderr closes when the process exits: collect the remaining lines.
+                while let Ok(line) = self.lines.recv_timeout(PROMPT) {
+                    self.log.push(line);
+                }
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("server did not exit within {limit:?}; log: {:#?}", self.log);
+            }
+            // Poll the child: the log thread is blocked on stderr, which closes at exit, so
+            // waiting on a log line is the wakeup; the short timeout only bounds the poll.
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(20)) {
+                self.log.push(line);
+            }
+        }
+    }
+
+    /// Connects a client with read/write timeouts of [`PROMPT`].
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+}
+
+impl Drop for Lameduck {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Connects to `addr` with read/write timeouts of [`PROMPT`].
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
+    stream.set_write_timeout(Some(PROMPT)).expect("write timeout");
+    stream
+}
+
+/// The value of `key=` in a logfmt line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let prefix = format!("{key}=");
+    line.split(' ')
+        .find_map(|pair| pair.strip_prefix(prefix.as_str()))
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// The status line and header lines, as sent.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    pub fn closes(&self) -> bool {
+        self.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    }
+}
+
+/// Reads exactly one response from `reader` (Content-Length framed; `head_only` for HEAD).
+pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<Response> {
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("EOF inside a response head: {head:?}"),
+            ));
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line);
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
+    let mut response = Response {
+        status,
+        head,
+        body: Vec::new(),
+    };
+    // Interim 1xx responses have no body.
+    if !head_only && !(100..200).contains(&status) {
+        let len: usize = response
+            .header("content-length")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| io::Error::other("response without Content-Length"))?;
+        response.body = vec![0; len];
+        reader.read_exact(&mut response.body)?;
+    }
+    Ok(response)
+}
+
+/// Sends one request on a fresh connection and reads one response.
+pub fn request(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = connect(addr);
+    stream.write_all(raw).expect("write request");
+    let head_only = raw.starts_with(b"HEAD ");
+    read_response(&mut BufReader::new(stream), head_only).expect("read response")
+}
+
+/// A plain `GET path` over HTTP/1.1.
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
+
+/// True once the peer has closed: the next read returns EOF (or a reset).
+pub fn reads_eof(stream: &mut TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "lameduck-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
