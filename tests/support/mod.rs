@@ -95,10 +95,16 @@ impl Lameduck {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!("no log line with {needle:?} within {PROMPT:?}; log: {:#?}", self.log)
+                    panic!(
+                        "no log line with {needle:?} within {PROMPT:?}; log: {:#?}",
+                        self.log
+                    )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
-                    panic!("server exited before logging {needle:?}; log: {:#?}", self.log)
+                    panic!(
+                        "server exited before logging {needle:?}; log: {:#?}",
+                        self.log
+                    )
                 }
             }
         }
@@ -155,7 +161,9 @@ impl Drop for Lameduck {
 pub fn connect(addr: SocketAddr) -> TcpStream {
     let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
     stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
-    stream.set_write_timeout(Some(PROMPT)).expect("write timeout");
+    stream
+        .set_write_timeout(Some(PROMPT))
+        .expect("write timeout");
     stream
 }
 
@@ -274,5 +282,43 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs `lameduck ARGS` to completion (with a [`PROMPT`] hard timeout) and returns its exit
+/// code and stderr.
+pub fn run(args: &[&str]) -> (i32, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn lameduck");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    // Reading stderr to its end waits for the process (it closes stderr when it exits); the
+    // thread lets us bound that wait.
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let Ok(text) = rx.recv_timeout(PROMPT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("lameduck {args:?} did not finish within {PROMPT:?}");
+    };
+    let status = child.wait().expect("wait");
+    (status.code().unwrap_or(-1), text)
+}
+
+/// Polls `condition` until it holds, failing after [`PROMPT`]. For state that changes on its own
+/// schedule (a file's mtime, a probe's answer), where there is nothing to read or wait on.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PROMPT;
+    while !condition() {
+        assert!(Instant::now() < deadline, "not within {PROMPT:?}: {what}");
+        thread::sleep(Duration::from_millis(10));
     }
 }

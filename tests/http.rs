@@ -1,0 +1,256 @@
+//! The HTTP surface over real sockets against the real binary: routes, keep-alive, pipelining,
+//! and requests split into the smallest pieces TCP allows.
+
+mod support;
+
+use std::io::{BufReader, Read, Write};
+
+use support::{Lameduck, get, read_response, request};
+
+#[test]
+fn root_says_hello() {
+    let server = Lameduck::start(&[]);
+    let response = request(server.addr, &get("/"));
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"Hello, World!");
+    assert_eq!(response.header("content-length"), Some("13"));
+    assert!(
+        response
+            .header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain")
+    );
+    let date = response.header("date").expect("Date header");
+    assert!(
+        date.ends_with(" GMT") && date.len() == 29,
+        "IMF-fixdate: {date:?}"
+    );
+}
+
+#[test]
+fn head_has_the_length_but_no_body() {
+    let server = Lameduck::start(&[]);
+    let mut stream = server.connect();
+    // HEAD then GET on one connection: if HEAD leaked a body, the GET's status line would be off.
+    stream
+        .write_all(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let head = read_response(&mut reader, true).unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("13"));
+    let health = read_response(&mut reader, false).unwrap();
+    assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
+}
+
+#[test]
+fn health_is_ready_while_serving() {
+    let server = Lameduck::start(&[]);
+    let response = request(server.addr, &get("/health"));
+    assert_eq!(response.status, 200);
+    assert!(!response.closes());
+    let head = request(server.addr, b"HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(head.status, 200);
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let server = Lameduck::start(&[]);
+    assert_eq!(request(server.addr, &get("/nope")).status, 404);
+    assert_eq!(request(server.addr, &get("/health/x")).status, 404);
+    // The query is not part of the path.
+    assert_eq!(request(server.addr, &get("/?x=1")).status, 200);
+}
+
+#[test]
+fn other_methods_are_405_with_allow() {
+    let server = Lameduck::start(&[]);
+    for raw in [
+        &b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"[..],
+        b"DELETE /health HTTP/1.1\r\nHost: t\r\n\r\n",
+        b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc",
+    ] {
+        let response = request(server.addr, raw);
+        assert_eq!(response.status, 405, "{}", String::from_utf8_lossy(raw));
+        assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    }
+}
+
+#[test]
+fn keep_alive_reuses_the_connection() {
+    let server = Lameduck::start(&[]);
+    let stream = server.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..5 {
+        writer.write_all(&get("/")).unwrap();
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status, 200);
+        assert!(!response.closes());
+    }
+    let mut log_server = server;
+    drop(writer);
+    drop(reader);
+    // All five came over one accepted connection.
+    log_server.signal(libc::SIGINT);
+    let exit = log_server.wait_for("event=exit");
+    assert_eq!(support::field(&exit, "accepted"), Some("1"), "{exit}");
+    assert_eq!(support::field(&exit, "served"), Some("5"), "{exit}");
+}
+
+#[test]
+fn http_1_0_closes_unless_keep_alive_is_asked() {
+    let server = Lameduck::start(&[]);
+    // Plain 1.0: answered, then the server closes.
+    let mut stream = server.connect();
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    assert!(text.ends_with("Hello, World!"), "{text}");
+
+    // 1.0 with keep-alive: the server says so and keeps the connection.
+    let stream = server.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..2 {
+        writer
+            .write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("connection"), Some("keep-alive"));
+    }
+}
+
+#[test]
+fn http_1_1_connection_close_is_honoured() {
+    let server = Lameduck::start(&[]);
+    let mut stream = server.connect();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1);
+}
+
+#[test]
+fn hundred_pipelined_requests_in_one_write() {
+    let server = Lameduck::start(&[]);
+    let mut batch = Vec::new();
+    for i in 0..100 {
+        // Alternate paths so an out-of-order answer would show.
+        let path = if i % 2 == 0 { "/" } else { "/health" };
+        batch.extend_from_slice(&get(path));
+    }
+    let mut stream = server.connect();
+    stream.write_all(&batch).unwrap();
+    let mut reader = BufReader::new(stream);
+    for i in 0..100 {
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status, 200, "response {i}");
+        let expected: &[u8] = if i % 2 == 0 {
+            b"Hello, World!"
+        } else {
+            b"ok\n"
+        };
+        assert_eq!(response.body, expected, "response {i} out of order");
+    }
+}
+
+#[test]
+fn request_split_into_single_bytes() {
+    let server = Lameduck::start(&[]);
+    let mut stream = server.connect();
+    stream.set_nodelay(true).unwrap();
+    let raw = b"GET /health HTTP/1.1\r\nHost: split\r\nUser-Agent: one-byte-at-a-time\r\n\r\n";
+    for byte in raw.iter() {
+        stream.write_all(std::slice::from_ref(byte)).unwrap();
+    }
+    let response = read_response(&mut BufReader::new(stream), false).unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, &b"ok\n"[..])
+    );
+}
+
+#[test]
+fn pipelined_pair_split_at_every_byte_boundary() {
+    let server = Lameduck::start(&[]);
+    let pair = [get("/"), get("/health")].concat();
+    for split in 1..pair.len() {
+        let mut stream = server.connect();
+        stream.set_nodelay(true).unwrap();
+        stream.write_all(&pair[..split]).unwrap();
+        stream.write_all(&pair[split..]).unwrap();
+        let mut reader = BufReader::new(stream);
+        let first = read_response(&mut reader, false).unwrap();
+        let second = read_response(&mut reader, false).unwrap();
+        assert_eq!(first.body, b"Hello, World!", "split at {split}");
+        assert_eq!(second.body, b"ok\n", "split at {split}");
+    }
+}
+
+#[test]
+fn malformed_request_gets_400_and_a_close_and_others_are_unharmed() {
+    let server = Lameduck::start(&[]);
+    let bystander = server.connect();
+    let mut bystander_writer = bystander.try_clone().unwrap();
+    let mut bystander_reader = BufReader::new(bystander);
+
+    let mut bad = server.connect();
+    bad.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
+        .unwrap();
+    let mut bytes = Vec::new();
+    bad.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+    assert!(text.contains("Connection: close"), "{text}");
+
+    bystander_writer.write_all(&get("/")).unwrap();
+    let response = read_response(&mut bystander_reader, false).unwrap();
+    assert_eq!(response.status, 200);
+}
+
+#[test]
+fn content_length_body_is_discarded_not_parsed() {
+    let server = Lameduck::start(&[]);
+    let mut stream = server.connect();
+    // The body looks like a request; if it were parsed as one, a third response would appear
+    // and the second would be the wrong one.
+    let body = "GET /nope HTTP/1.1\r\nHost: t\r\n\r\n";
+    let raw = format!(
+        "POST /health HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{body}GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(raw.as_bytes()).unwrap();
+    let mut reader = BufReader::new(stream);
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 405);
+    assert_eq!(
+        read_response(&mut reader, false).unwrap().body,
+        b"Hello, World!"
+    );
+}
+
+#[test]
+fn expect_100_continue_gets_an_interim_response() {
+    let server = Lameduck::start(&[]);
+    let stream = server.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    writer
+        .write_all(
+            b"PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+    // The body is only sent after the 100: this read would time out without it.
+    let interim = read_response(&mut reader, false).unwrap();
+    assert_eq!(interim.status, 100);
+    writer.write_all(b"hello").unwrap();
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 405);
+}
