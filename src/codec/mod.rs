@@ -19,3 +19,6 @@ pub use date::DateCache;
 pub use error::ProtocolError;
 pub use request::{BodyFraming, HeadLimits, Parse, Request, Version, header_slots, parse};
 pub use response::{Persistence, Response, encode};
+
+#[cfg(test)]
+mod tests;
