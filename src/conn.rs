@@ -32,6 +32,20 @@ pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 /// worth of responses).
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 
+/// What a connection needs from its byte stream: a mio `TcpStream` in the server; an in-memory
+/// stream in the fuzzer and the allocation test, which drive the whole state machine without a
+/// socket.
+pub trait Transport: Read + Write {
+    /// Sends FIN: no more bytes from us, but keep reading.
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
 /// Connection states, after Go's `net/http` `ConnState`. Legal transitions:
 ///
 /// ```text
@@ -113,8 +127,8 @@ struct Deferred {
 }
 
 /// One client connection.
-pub struct Connection {
-    stream: TcpStream,
+pub struct Connection<S = TcpStream> {
+    stream: S,
     state: State,
     /// Unparsed input kept between reads: the start of a request head, or requests we paused on.
     carry: Vec<u8>,
@@ -136,9 +150,9 @@ pub struct Connection {
     served: u64,
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     /// A freshly accepted connection, registered for `READABLE` by the caller.
-    pub fn new(stream: TcpStream, now: Instant, header_timeout: Duration) -> Self {
+    pub fn new(stream: S, now: Instant, header_timeout: Duration) -> Self {
         Connection {
             stream,
             state: State::New,
@@ -154,7 +168,7 @@ impl Connection {
         }
     }
 
-    pub fn stream_mut(&mut self) -> &mut TcpStream {
+    pub fn stream_mut(&mut self) -> &mut S {
         &mut self.stream
     }
 
@@ -489,7 +503,7 @@ impl Connection {
         if self.peer_closed {
             return Verdict::Close;
         }
-        match self.stream.shutdown(Shutdown::Write) {
+        match self.stream.shutdown_write() {
             Ok(()) => {
                 self.state = State::Lingering;
                 self.deadline = now + LINGER_TIMEOUT;
@@ -528,7 +542,7 @@ impl Connection {
 }
 
 /// Writes as much of `buf` as the socket takes now.
-fn write_some(stream: &mut TcpStream, buf: &[u8]) -> io::Result<usize> {
+fn write_some(stream: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
     let mut written = 0;
     while written < buf.len() {
         match stream.write(&buf[written..]) {
