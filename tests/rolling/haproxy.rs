@@ -47,6 +47,9 @@ pub struct ServerStat {
     pub status: String,
     /// Total sessions (connections) HAProxy has sent to this slot since it started.
     pub sessions: u64,
+    /// Failed connects to this slot (`econ`): behind an L4 proxy a backend's refused connection
+    /// reaches the client only as an EOF, so this is the proxy-side evidence of it.
+    pub connect_errors: u64,
     /// `ip:port` the slot currently points at.
     pub addr: String,
 }
@@ -165,11 +168,12 @@ impl Haproxy {
                 .position(|c| c == name)
                 .ok_or_else(|| io::Error::other(format!("`show stat` has no column {name}")))
         };
-        let (px, sv, status, stot, addr) = (
+        let (px, sv, status, stot, econ, addr) = (
             col("pxname")?,
             col("svname")?,
             col("status")?,
             col("stot")?,
+            col("econ")?,
             col("addr")?,
         );
         let mut out = Vec::new();
@@ -181,6 +185,7 @@ impl Haproxy {
                     name: get(sv).to_string(),
                     status: get(status).to_string(),
                     sessions: get(stot).parse().unwrap_or(0),
+                    connect_errors: get(econ).parse().unwrap_or(0),
                     addr: get(addr).to_string(),
                 });
             }

@@ -115,6 +115,8 @@ pub struct Restart {
     /// that a server closing its listener at once would refuse. Must be > 0 or the run did not
     /// exercise the race.
     pub sessions_after_sigterm: u64,
+    /// Of those, how many HAProxy failed to connect (the old process refused them).
+    pub connect_errors_after_sigterm: u64,
     pub exit: Exit,
 }
 
@@ -171,7 +173,7 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
             Pod::spawn(&cfg.lameduck, scratch, index, &args).map_err(err("start lameduck"))?;
         let new_up_after = bring_up(&lb, SLOTS[new_slot], &new).map_err(err("new lameduck up"))?;
 
-        let before = lb.server(SLOTS[slot]).map_err(err("show stat"))?.sessions;
+        let before = lb.server(SLOTS[slot]).map_err(err("show stat"))?;
         let term = Instant::now();
         let sigterm_at = t0.elapsed();
         current.signal(libc::SIGTERM).map_err(err("SIGTERM"))?;
@@ -185,7 +187,6 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         if let Some(rest) = lag_end.checked_duration_since(Instant::now()) {
             std::thread::sleep(rest);
         }
-        let at_maint = lb.server(SLOTS[slot]).map_err(err("show stat"))?.sessions;
         lb.maint(SLOTS[slot]).map_err(err("maint"))?;
         lb.wait_status(SLOTS[slot], "MAINT", UP_TIMEOUT)
             .map_err(err("old slot to MAINT"))?;
@@ -196,6 +197,8 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
                 .wait_exit(term, cfg.grace_period)
                 .map_err(err("wait for exit"))?,
         };
+        // The slot is in maintenance, so these counters no longer move: read them once, here.
+        let after = lb.server(SLOTS[slot]).map_err(err("show stat"))?;
         restarts.push(Restart {
             index,
             old_pid: current.pid,
@@ -203,7 +206,10 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
             new_port: new.port,
             new_up_after,
             sigterm_at,
-            sessions_after_sigterm: at_maint.saturating_sub(before),
+            sessions_after_sigterm: after.sessions.saturating_sub(before.sessions),
+            connect_errors_after_sigterm: after
+                .connect_errors
+                .saturating_sub(before.connect_errors),
             exit,
         });
         current = new;
@@ -343,13 +349,14 @@ impl Report {
         );
         let _ = writeln!(
             o,
-            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>23} | {:>18} | {:>9} | {:>8}",
+            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>23} | {:>14} | {:>18} | {:>9} | {:>8}",
             "#",
             "old pid",
             "ports old>new",
             "new UP in",
             "SIGTERM @",
             "conns to old after TERM",
+            "refused by old",
             "exit code",
             "stop time",
             "failures"
@@ -361,13 +368,14 @@ impl Report {
                 .map_or(Duration::MAX, |n| n.sigterm_at);
             let _ = writeln!(
                 o,
-                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>23} | {:>18} | {:>8.2}s | {:>8}",
+                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>23} | {:>14} | {:>18} | {:>8.2}s | {:>8}",
                 r.index,
                 r.old_pid,
                 format!("{}>{}", r.old_port, r.new_port),
                 r.new_up_after.as_secs_f64(),
                 r.sigterm_at.as_secs_f64(),
                 r.sessions_after_sigterm,
+                r.connect_errors_after_sigterm,
                 r.exit.describe(),
                 r.exit.after.as_secs_f64(),
                 self.failures_between(r.sigterm_at, until)
@@ -388,7 +396,7 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "logs: {} (deleted when the test passes)",
+            "logs: {} (deleted when the test passes unless ROLLING_KEEP_LOGS is set)",
             self.scratch.display()
         );
         o
