@@ -68,6 +68,15 @@ fn main() {
         });
     }
 
+    // httparse alone, as the floor our validation adds to.
+    for (name, req) in [("httparse/wrk", REQ_WRK), ("httparse/browser", REQ_BROWSER)] {
+        bench(name, req.len(), || {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut request = httparse::Request::new(&mut headers);
+            black_box(request.parse(black_box(req)).is_ok());
+        });
+    }
+
     let date = DateCache::default();
     let hello = Response::text(200, "Hello, World!");
     let mut out = Vec::with_capacity(4096);

@@ -254,3 +254,41 @@ fn expect_100_continue_gets_an_interim_response() {
     writer.write_all(b"hello").unwrap();
     assert_eq!(read_response(&mut reader, false).unwrap().status, 405);
 }
+
+#[test]
+fn slow_head_gets_408_at_the_header_timeout() {
+    let server = Lameduck::start(&["--header-timeout", "1s"]);
+    let mut stream = server.connect();
+    let started = std::time::Instant::now();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("Connection: close"), "{text}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "not before the timeout"
+    );
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
+    let server = Lameduck::start(&["--idle-timeout", "1s"]);
+    let mut stream = server.connect();
+    stream.write_all(&get("/")).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    let idle_since = std::time::Instant::now();
+    // Nothing more arrives: the next read sees the server's FIN (an EOF, not a reset).
+    let mut rest = Vec::new();
+    reader.read_to_end(&mut rest).expect("a gentle close");
+    assert!(rest.is_empty());
+    assert!(
+        idle_since.elapsed() >= std::time::Duration::from_secs(1),
+        "not before the timeout"
+    );
+}
