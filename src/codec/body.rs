@@ -54,7 +54,11 @@ enum State {
     DataLf,
     /// At the start of a trailer line (or the final empty line).
     TrailerStart,
-    /// Inside a trailer field line.
+    /// Inside the name of a trailer field (RFC 9110 §5.1: a token, then `:` at once).
+    TrailerName {
+        len: usize,
+    },
+    /// Inside the value of a trailer field.
     Trailer {
         len: usize,
     },
@@ -178,7 +182,20 @@ impl BodyDecoder {
                 b'\r' => State::FinalLf,
                 // A line starting with whitespace is obs-fold (RFC 9112 §5.2): refused.
                 b' ' | b'\t' => return Err(Malformed("obs-fold in trailer")),
-                _ => self.trailer_byte(b, 0)?,
+                // Trailers are discarded, but only field lines are trailers: a line that is not
+                // one (`GET / HTTP/1.1`) means client and server disagree on where the body
+                // ends, which is the start of a smuggled request.
+                _ if is_tchar(b) => State::TrailerName { len: 1 },
+                _ => return Err(Malformed("bad trailer field name")),
+            },
+            State::TrailerName { len } => match b {
+                b':' => State::Trailer { len: len + 1 },
+                _ if len + 1 >= MAX_CHUNK_LINE_BYTES => {
+                    return Err(Malformed("trailer line too long"));
+                }
+                _ if is_tchar(b) => State::TrailerName { len: len + 1 },
+                // Whitespace before the colon included (RFC 9112 §5.1).
+                _ => return Err(Malformed("bad trailer field name")),
             },
             State::Trailer { len } => match b {
                 b'\r' => State::TrailerLf,
@@ -214,5 +231,171 @@ impl BodyDecoder {
             b'\t' | b' '..=b'~' | 0x80..=0xff => Ok(State::Trailer { len: len + 1 }),
             _ => Err(ProtocolError::Malformed("bad byte in trailer")),
         }
+    }
+}
+
+/// `tchar` of RFC 9110 §5.6.2: the bytes of a token, such as a field name.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Decodes `input` fed in pieces of `step` bytes; returns the bytes the body took, or the
+    /// error, once the body is done or the input is used up.
+    fn decode_in_steps(
+        framing: BodyFraming,
+        limit: u64,
+        input: &[u8],
+        step: usize,
+    ) -> Result<(usize, bool), ProtocolError> {
+        let Some(mut decoder) = BodyDecoder::new(framing, limit)? else {
+            return Ok((0, true));
+        };
+        let mut at = 0;
+        while at < input.len() {
+            let end = (at + step).min(input.len());
+            let progress = decoder.decode(&input[at..end])?;
+            // An unfinished body takes every byte it is given.
+            assert!(progress.done || progress.consumed == end - at);
+            at += progress.consumed;
+            if progress.done {
+                return Ok((at, true));
+            }
+        }
+        Ok((at, false))
+    }
+
+    /// The outcome must be the same however the input is split.
+    fn decode(
+        framing: BodyFraming,
+        limit: u64,
+        input: &[u8],
+    ) -> Result<(usize, bool), ProtocolError> {
+        let whole = decode_in_steps(framing, limit, input, input.len().max(1));
+        for step in [1, 2, 3, 7] {
+            assert_eq!(
+                decode_in_steps(framing, limit, input, step),
+                whole,
+                "{:?} in steps of {step}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        whole
+    }
+
+    fn chunked(input: &[u8]) -> Result<(usize, bool), ProtocolError> {
+        decode(BodyFraming::Chunked, 1024, input)
+    }
+
+    #[test]
+    fn content_length_body_stops_at_its_length() {
+        assert_eq!(
+            decode(BodyFraming::Length(5), 10, b"helloGET"),
+            Ok((5, true))
+        );
+        assert_eq!(decode(BodyFraming::Length(5), 10, b"hel"), Ok((3, false)));
+        assert_eq!(
+            BodyDecoder::new(BodyFraming::Length(11), 10),
+            Err(ProtocolError::BodyTooLarge)
+        );
+        assert_eq!(BodyDecoder::new(BodyFraming::None, 10), Ok(None));
+    }
+
+    #[test]
+    fn chunked_bodies_stop_at_their_end() {
+        for body in [
+            &b"0\r\n\r\n"[..],
+            b"5\r\nhello\r\n0\r\n\r\n",
+            b"5;a=b;c\r\nhello\r\n0;x=\"y\"\r\n\r\n",
+            b"A\r\n0123456789\r\n0\r\n\r\n",
+            b"0005\r\nhello\r\n000\r\n\r\n",
+            b"0\r\nA: 1\r\nB-c:\r\n\r\n",
+        ] {
+            let mut input = body.to_vec();
+            input.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            assert_eq!(
+                chunked(&input),
+                Ok((body.len(), true)),
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_chunk_framing_is_400() {
+        for body in [
+            &b"\r\n"[..],
+            b"-1\r\n",
+            b"+1\r\n",
+            b" 1\r\n",
+            b"1 \r\n",
+            b"1 ;a\r\n",
+            b"0x1\r\n",
+            b"g\r\n",
+            b";a\r\n",
+            b"1000000000000000\r\n",
+            b"1\nx\r\n",
+            b"1\rx",
+            b"1\r\nx\n",
+            b"1\r\nxy\r\n",
+            b"1;a\nx",
+            b"1;\0\r\n",
+            b"0\n\n",
+            b"0\r\n\n",
+            b"0\r\n\rx",
+            b"0\r\n x: 1\r\n\r\n",
+            b"0\r\nA: \0\r\n\r\n",
+            b"0\r\nA: 1\n\r\n",
+            // Regression: trailer lines were accepted without field-line syntax.
+            b"0\r\nnot a field\r\n\r\n",
+            b"0\r\nA : 1\r\n\r\n",
+            b"0\r\n: 1\r\n\r\n",
+            b"0\r\nGET / HTTP/1.1\r\n\r\n",
+        ] {
+            match chunked(body) {
+                Err(ProtocolError::Malformed(_)) => {}
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    #[test]
+    fn long_lines_are_refused() {
+        let extension = format!("1;{}\r\n", "a".repeat(MAX_CHUNK_LINE_BYTES));
+        assert!(matches!(
+            chunked(extension.as_bytes()),
+            Err(ProtocolError::Malformed(_))
+        ));
+        let trailer = format!("0\r\nA: {}\r\n", "a".repeat(MAX_CHUNK_LINE_BYTES));
+        assert!(matches!(
+            chunked(trailer.as_bytes()),
+            Err(ProtocolError::Malformed(_))
+        ));
+        let name = format!("0\r\n{}", "a".repeat(MAX_CHUNK_LINE_BYTES));
+        assert!(matches!(
+            chunked(name.as_bytes()),
+            Err(ProtocolError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn chunked_limit_counts_data_only() {
+        let at_limit = format!(
+            "200\r\n{0}\r\n200\r\n{0}\r\n0\r\nX: {1}\r\n\r\n",
+            "x".repeat(512),
+            "t".repeat(100)
+        );
+        assert_eq!(chunked(at_limit.as_bytes()), Ok((at_limit.len(), true)));
+        assert_eq!(chunked(b"401\r\n"), Err(ProtocolError::BodyTooLarge));
+        let over = format!("200\r\n{}\r\n201\r\n", "x".repeat(512));
+        assert_eq!(chunked(over.as_bytes()), Err(ProtocolError::BodyTooLarge));
+        assert_eq!(
+            chunked(b"fffffffffffffff;x\r\n"),
+            Err(ProtocolError::BodyTooLarge)
+        );
     }
 }

@@ -18,8 +18,12 @@ pub enum ProtocolError {
     UriTooLong,
     /// The head is larger than the limit, or has more header lines than the parser holds.
     HeadersTooLarge,
-    /// A transfer coding other than `chunked`.
+    /// A transfer coding other than `chunked`, applied before the final `chunked`
+    /// (RFC 9112 §6.1: "SHOULD respond with 501").
     UnsupportedTransferCoding,
+    /// A method that has not ended within the head limit: longer than any method we implement
+    /// (RFC 9112 §3: "SHOULD respond with 501").
+    MethodTooLong,
     /// A well-formed version other than HTTP/1.0 and HTTP/1.1.
     VersionNotSupported,
 }
@@ -34,7 +38,7 @@ impl ProtocolError {
             ProtocolError::UriTooLong => 414,
             ProtocolError::ExpectationFailed => 417,
             ProtocolError::HeadersTooLarge => 431,
-            ProtocolError::UnsupportedTransferCoding => 501,
+            ProtocolError::UnsupportedTransferCoding | ProtocolError::MethodTooLong => 501,
             ProtocolError::VersionNotSupported => 505,
         }
     }

@@ -98,16 +98,23 @@ pub const fn header_slots<'a>() -> HeaderSlots<'a> {
 }
 
 /// Parses one request head from the start of `buf`.
+///
+/// Only the first `max_head_bytes` of `buf` are ever looked at. A head that does not end within
+/// them is too large however the client's bytes were split into reads, so every answer here
+/// depends on the bytes alone, never on how many of them happened to arrive at once (the fuzz
+/// target `session` checks exactly that); and an oversized head is never scanned past the limit.
 pub fn parse<'a>(buf: &'a [u8], slots: &'a mut HeaderSlots<'a>, limits: &HeadLimits) -> Parse<'a> {
+    let window = &buf[..buf.len().min(limits.max_head_bytes)];
     let mut raw = httparse::Request::new(&mut []);
-    match raw.parse_with_uninit_headers(buf, slots) {
-        Ok(httparse::Status::Partial) => Parse::Partial.or_too_large(buf, limits),
-        Err(e) => Parse::Error(classify(e, buf)),
-        Ok(httparse::Status::Complete(head_len)) if head_len > limits.max_head_bytes => {
-            Parse::Error(ProtocolError::HeadersTooLarge)
-        }
+    match raw.parse_with_uninit_headers(window, slots) {
+        Ok(httparse::Status::Partial) => Parse::Partial.or_too_large(window, limits),
+        Err(httparse::Error::Version) => match version_error(window) {
+            Some(e) => Parse::Error(e),
+            None => Parse::Partial.or_too_large(window, limits),
+        },
+        Err(e) => Parse::Error(classify(e)),
         Ok(httparse::Status::Complete(head_len)) => {
-            match validate(&raw, &buf[..head_len], limits) {
+            match validate(&raw, &window[..head_len], limits) {
                 Err(e) => Parse::Error(e),
                 Ok(fields) => {
                     let method = raw.method.unwrap_or_default();
@@ -133,31 +140,34 @@ pub fn parse<'a>(buf: &'a [u8], slots: &'a mut HeaderSlots<'a>, limits: &HeadLim
 }
 
 impl Parse<'_> {
-    /// A partial head that already fills the head limit will never complete.
-    fn or_too_large(self, buf: &[u8], limits: &HeadLimits) -> Self {
-        if buf.len() < limits.max_head_bytes {
+    /// A partial head that already fills the head limit will never complete. It is a 414 when
+    /// the request-target seen so far is already over its own limit (RFC 9112 §3: "MUST respond
+    /// with 414"), a 501 when not even the method has ended (RFC 9112 §3: a method longer than
+    /// any we implement), and a 431 otherwise.
+    fn or_too_large(self, window: &[u8], limits: &HeadLimits) -> Self {
+        if window.len() < limits.max_head_bytes {
             return self;
         }
-        // Without a line end in sight the request line itself is too long: that is a long URI.
-        if !buf.contains(&b'\n') {
-            Parse::Error(ProtocolError::UriTooLong)
-        } else {
-            Parse::Error(ProtocolError::HeadersTooLarge)
+        let line = request_line(window).0;
+        let mut parts = line.splitn(3, |&b| b == b' ');
+        let _method = parts.next();
+        match parts.next() {
+            None => Parse::Error(ProtocolError::MethodTooLong),
+            Some(target) if target.len() > limits.max_target_bytes => {
+                Parse::Error(ProtocolError::UriTooLong)
+            }
+            Some(_) => Parse::Error(ProtocolError::HeadersTooLarge),
         }
     }
 }
 
-/// Maps an httparse error to our error, looking at the bytes where httparse's kind is too coarse.
-fn classify(e: httparse::Error, buf: &[u8]) -> ProtocolError {
+/// Maps an httparse error (other than `Version`, see [`version_error`]) to ours.
+fn classify(e: httparse::Error) -> ProtocolError {
     match e {
         httparse::Error::TooManyHeaders => ProtocolError::HeadersTooLarge,
-        // httparse rejects every version but 1.0 and 1.1 the same way. A well-formed
-        // `HTTP/x.y` it cannot speak is 505 (RFC 9110 §15.6.6); anything else is malformed.
-        httparse::Error::Version if has_wellformed_version(buf) => {
-            ProtocolError::VersionNotSupported
-        }
         httparse::Error::Version => ProtocolError::Malformed("bad HTTP version"),
-        httparse::Error::Token => ProtocolError::Malformed("bad method"),
+        // httparse says `Token` for a bad byte in the method and in the request-target alike.
+        httparse::Error::Token => ProtocolError::Malformed("bad request line"),
         httparse::Error::HeaderName => ProtocolError::Malformed("bad header name"),
         httparse::Error::HeaderValue => ProtocolError::Malformed("bad header value"),
         httparse::Error::NewLine => ProtocolError::Malformed("bad line ending"),
@@ -165,19 +175,53 @@ fn classify(e: httparse::Error, buf: &[u8]) -> ProtocolError {
     }
 }
 
-/// True when the request line ends in `HTTP/<digit>.<digit>` followed by CRLF.
-fn has_wellformed_version(buf: &[u8]) -> bool {
-    let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
-    let line = buf[..line_end]
-        .strip_suffix(b"\r")
-        .unwrap_or(&buf[..line_end]);
-    match line.len().checked_sub(9).map(|at| &line[at..]) {
-        Some([b' ', b'H', b'T', b'T', b'P', b'/', major, b'.', minor]) => {
-            major.is_ascii_digit() && minor.is_ascii_digit()
-        }
-        _ => false,
+/// The first request line in `buf` (after the empty lines httparse skips, RFC 9112 §2.2), without
+/// its line end, and whether that line end has arrived.
+fn request_line(buf: &[u8]) -> (&[u8], bool) {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = &buf[start..];
+    match rest.iter().position(|&b| b == b'\n') {
+        Some(end) => (&rest[..end], true),
+        None => (rest, false),
     }
 }
+
+/// Decides what httparse's `Version` error means. httparse rejects every version but 1.0 and 1.1
+/// alike, and does so as soon as a byte can no longer start `HTTP/1.`, so on its own it cannot
+/// tell `HTTP/2.0` (well-formed, unsupported: 505, RFC 9110 §15.6.6) from garbage (400).
+///
+/// Returns `None` ("read more") while the line is unfinished and its third part may still become
+/// `HTTP/<digit>.<digit>` CRLF: `HTTP/2` alone is not yet an answer, or the status would depend on
+/// where the client's writes were split. The line must have exactly three parts: in
+/// `GET /a HTTP/2.0 HTTP/1.1` the version is not `HTTP/2.0`, the line is malformed.
+fn version_error(buf: &[u8]) -> Option<ProtocolError> {
+    let malformed = Some(ProtocolError::Malformed("bad HTTP version"));
+    let (line, ended) = request_line(buf);
+    // httparse got past the method and the target, so the line has (at least) two spaces and
+    // whatever follows the second one is the version.
+    let Some(version) = line.splitn(3, |&b| b == b' ').nth(2) else {
+        return malformed;
+    };
+    let fits = |i: usize, b: u8| match VERSION_SHAPE.get(i) {
+        Some(b'd') => b.is_ascii_digit(),
+        Some(&expected) => b == expected,
+        None => false,
+    };
+    let shaped = version.iter().enumerate().all(|(i, &b)| fits(i, b));
+    if ended && shaped && version.len() == VERSION_SHAPE.len() {
+        Some(ProtocolError::VersionNotSupported)
+    } else if !ended && shaped {
+        None
+    } else {
+        malformed
+    }
+}
+
+/// `HTTP-version CR` as a pattern (`d` is any digit); the LF that follows ends the line.
+const VERSION_SHAPE: &[u8] = b"HTTP/d.d\r";
 
 /// What validation learns about a head beyond what httparse reports.
 struct Fields {
@@ -210,8 +254,7 @@ fn validate(
 
     let mut hosts = 0;
     let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
+    let mut codings = Codings::default();
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
@@ -227,8 +270,7 @@ fn validate(
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            chunked = parse_transfer_encoding(h.value, chunked)?;
+            codings.add(h.value);
         } else if name.eq_ignore_ascii_case("connection") {
             for token in list_items(h.value) {
                 close |= token.eq_ignore_ascii_case(b"close");
@@ -250,7 +292,7 @@ fn validate(
     if hosts > 1 {
         return Err(ProtocolError::Malformed("more than one Host"));
     }
-    let body = match (transfer_encoding, length) {
+    let body = match (codings.present, length) {
         // RFC 9112 §6.1: Transfer-Encoding on 1.0 cannot be trusted; the message length is unknown.
         (true, _) if version == Version::Http10 => {
             return Err(ProtocolError::Malformed("Transfer-Encoding on HTTP/1.0"));
@@ -261,8 +303,17 @@ fn validate(
                 "both Transfer-Encoding and Content-Length",
             ));
         }
-        (true, None) if chunked => BodyFraming::Chunked,
-        (true, None) => return Err(ProtocolError::Malformed("chunked is not the final coding")),
+        // RFC 9112 §6.3 item 4: chunked not last leaves the length unknown: 400, MUST.
+        (true, None) if !codings.chunked_last => {
+            return Err(ProtocolError::Malformed("chunked is not the final coding"));
+        }
+        // RFC 9112 §7: "A sender MUST NOT apply the chunked transfer coding more than once".
+        (true, None) if codings.chunked_twice => {
+            return Err(ProtocolError::Malformed("chunked applied twice"));
+        }
+        // RFC 9112 §6.1: the framing is sound but we cannot decode the content: 501, SHOULD.
+        (true, None) if codings.unknown => return Err(ProtocolError::UnsupportedTransferCoding),
+        (true, None) => BodyFraming::Chunked,
         (false, Some(0)) | (false, None) => BodyFraming::None,
         (false, Some(n)) => BodyFraming::Length(n),
     };
@@ -278,25 +329,38 @@ fn validate(
     })
 }
 
-/// The path part of a request-target: query dropped, scheme and authority of the absolute form
-/// (RFC 9112 §3.2.2) dropped.
+/// The path part of a request-target: query and fragment dropped; for the absolute form
+/// (RFC 9112 §3.2.2) scheme and authority dropped too, and an empty path is `/`.
 fn path_of(target: &str) -> &str {
-    let without_query = target.split(['?', '#']).next().unwrap_or("");
-    if let Some(rest) = without_query
-        .strip_prefix("http://")
-        .or_else(|| without_query.strip_prefix("https://"))
-    {
-        return match rest.find('/') {
-            Some(at) => &rest[at..],
-            None => "/",
-        };
+    let rest = split_absolute(target).map_or(target, |(_, rest)| rest);
+    match rest.split(['?', '#']).next() {
+        Some(path) if !path.is_empty() => path,
+        _ => "/",
     }
-    without_query
+}
+
+/// An `http` or `https` absolute-form target split into its authority and the rest (path and
+/// query). The scheme is case-insensitive (RFC 3986 §3.1): `HTTP://host/` is `http://host/`.
+fn split_absolute(target: &str) -> Option<(&str, &str)> {
+    let strip = |scheme: &str| {
+        target
+            .get(..scheme.len())
+            .filter(|head| head.eq_ignore_ascii_case(scheme))
+            .map(|_| &target[scheme.len()..])
+    };
+    let rest = strip("http://").or_else(|| strip("https://"))?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    Some(rest.split_at(end))
 }
 
 /// RFC 9112 §3.2: origin-form starts with `/`; absolute-form has a scheme; the asterisk form is
 /// only for OPTIONS; authority-form is only for CONNECT, which this server does not proxy.
 fn check_target(method: &str, target: &str) -> Result<(), ProtocolError> {
+    // A URI is ASCII (RFC 3986 §2): anything else must be percent-encoded. httparse lets
+    // UTF-8 through, and two parsers that disagree on it route the same request differently.
+    if !target.is_ascii() {
+        return Err(ProtocolError::Malformed("non-ASCII request-target"));
+    }
     if target.starts_with('/') {
         return Ok(());
     }
@@ -307,11 +371,14 @@ fn check_target(method: &str, target: &str) -> Result<(), ProtocolError> {
             Err(ProtocolError::Malformed("asterisk-form outside OPTIONS"))
         };
     }
-    let lower_scheme = target.get(..8).unwrap_or(target).to_ascii_lowercase();
-    if lower_scheme.starts_with("http://") || lower_scheme.starts_with("https://") {
-        return Ok(());
+    match split_absolute(target) {
+        // RFC 9110 §4.2.1: an http URI with an empty host "MUST be rejected as invalid".
+        Some(("", _)) => Err(ProtocolError::Malformed("absolute-form without a host")),
+        // RFC 9110 §4.2.4: userinfo "SHOULD be treated as an error"; `@` is not a host byte.
+        Some((authority, _)) => check_host(authority.as_bytes())
+            .map_err(|_| ProtocolError::Malformed("bad authority in request-target")),
+        None => Err(ProtocolError::Malformed("bad request-target")),
     }
-    Err(ProtocolError::Malformed("bad request-target"))
 }
 
 /// Host = uri-host [ ":" port ]; we accept reg-name, IPv4 and bracketed IPv6 characters.
@@ -371,29 +438,38 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ProtocolError> {
     result.ok_or(ProtocolError::Malformed("bad Content-Length"))
 }
 
-/// Folds one `Transfer-Encoding` line into "chunked is the final coding so far". The only coding
-/// this server decodes is `chunked` (RFC 9112 §7): any other is 501, and `chunked` anywhere but
-/// last, or twice, is 400 (RFC 9112 §6.3 item 4).
-fn parse_transfer_encoding(value: &[u8], mut chunked_last: bool) -> Result<bool, ProtocolError> {
-    let mut any = false;
-    for coding in value.split(|&b| b == b',') {
-        let coding = trim_ows(coding);
-        if coding.is_empty() {
-            continue;
+/// What the `Transfer-Encoding` lines of a request say, folded line by line (several lines are
+/// one list, RFC 9110 §5.3). Nothing is decided until all lines are in, so that the answer is the
+/// same whichever of two problems comes first: the framing rules (400) win over an unknown
+/// coding (501).
+#[derive(Default)]
+struct Codings {
+    /// A `Transfer-Encoding` line was present, even an empty one.
+    present: bool,
+    /// The last coding so far is `chunked`.
+    chunked_last: bool,
+    /// `chunked` appeared at all.
+    chunked_seen: bool,
+    /// `chunked` appeared more than once.
+    chunked_twice: bool,
+    /// A coding other than `chunked` appeared. This server decodes only `chunked` (RFC 9112 §7).
+    unknown: bool,
+}
+
+impl Codings {
+    fn add(&mut self, value: &[u8]) {
+        self.present = true;
+        for coding in list_items(value) {
+            if coding.eq_ignore_ascii_case(b"chunked") {
+                self.chunked_twice |= self.chunked_seen;
+                self.chunked_seen = true;
+                self.chunked_last = true;
+            } else {
+                // Parameters included: `chunked;q=1` is not `chunked`, whose grammar has none.
+                self.unknown = true;
+                self.chunked_last = false;
+            }
         }
-        any = true;
-        if !coding.eq_ignore_ascii_case(b"chunked") {
-            return Err(ProtocolError::UnsupportedTransferCoding);
-        }
-        if chunked_last {
-            return Err(ProtocolError::Malformed("chunked applied twice"));
-        }
-        chunked_last = true;
-    }
-    if any {
-        Ok(chunked_last)
-    } else {
-        Err(ProtocolError::Malformed("empty Transfer-Encoding"))
     }
 }
 
@@ -425,4 +501,263 @@ fn has_bare_lf(head: &[u8]) -> bool {
         previous = b;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_head_bytes: 8192,
+        max_target_bytes: 4096,
+    };
+
+    /// A parse outcome with the borrowed request reduced to what the tests compare.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Out {
+        Complete { path: String, body: BodyFraming },
+        Partial,
+        Error(ProtocolError),
+    }
+
+    fn parse_with(buf: &[u8], limits: &HeadLimits) -> Out {
+        let mut slots = header_slots();
+        match parse(buf, &mut slots, limits) {
+            Parse::Complete { request, head_len } => {
+                assert!(head_len <= buf.len());
+                Out::Complete {
+                    path: request.path.to_string(),
+                    body: request.body,
+                }
+            }
+            Parse::Partial => Out::Partial,
+            Parse::Error(e) => Out::Error(e),
+        }
+    }
+
+    fn out(buf: &[u8]) -> Out {
+        parse_with(buf, &LIMITS)
+    }
+
+    fn status(buf: &[u8]) -> u16 {
+        match out(buf) {
+            Out::Error(e) => e.status(),
+            Out::Complete { .. } => 200,
+            Out::Partial => 0,
+        }
+    }
+
+    /// The answer to a head must not depend on how its bytes were split into reads: every
+    /// prefix is either still partial or already the final answer.
+    fn assert_split_independent(buf: &[u8]) {
+        let whole = out(buf);
+        for end in 0..buf.len() {
+            let prefix = out(&buf[..end]);
+            assert!(
+                prefix == Out::Partial || prefix == whole,
+                "{:?}: prefix of {end} bytes gives {prefix:?}, whole gives {whole:?}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    #[test]
+    fn complete_request() {
+        assert_eq!(
+            out(b"GET /a?b HTTP/1.1\r\nHost: t\r\n\r\n"),
+            Out::Complete {
+                path: "/a".into(),
+                body: BodyFraming::None
+            }
+        );
+    }
+
+    #[test]
+    fn every_prefix_of_a_valid_head_is_partial() {
+        let head = b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n";
+        for end in 0..head.len() {
+            assert_eq!(out(&head[..end]), Out::Partial, "prefix of {end} bytes");
+        }
+        assert_eq!(
+            out(head),
+            Out::Complete {
+                path: "/x".into(),
+                body: BodyFraming::Length(5)
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_versions_are_505_however_split() {
+        for version in ["HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "HTTP/3.0"] {
+            let head = format!("GET / {version}\r\nHost: t\r\n\r\n");
+            assert_eq!(status(head.as_bytes()), 505, "{version}");
+            // Regression: `GET / HTTP/2` alone used to be answered 400 at once.
+            assert_split_independent(head.as_bytes());
+        }
+    }
+
+    #[test]
+    fn malformed_versions_are_400_however_split() {
+        for line in [
+            "GET / HTTP/2.0x",
+            "GET / HTTP/20",
+            "GET / HTTP/1",
+            "GET / http/1.1",
+            "GET / HTTP/1.10",
+            "GET / HTTP/2.0 ",
+            // Regression: a space inside the target made the tail look like a version: 505.
+            "GET /a HTTP/2.0 HTTP/1.1",
+            "GET /  HTTP/1.1",
+            "GET /a b HTTP/1.1",
+        ] {
+            let head = format!("{line}\r\nHost: t\r\n\r\n");
+            assert_eq!(status(head.as_bytes()), 400, "{line:?}");
+            assert_split_independent(head.as_bytes());
+        }
+        // A bare LF after an unsupported version is still a bare LF.
+        assert_eq!(status(b"GET / HTTP/2.0\nHost: t\n\n"), 400);
+    }
+
+    #[test]
+    fn oversized_heads_are_414_431_or_501_however_split() {
+        let long_target = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(9000));
+        let long_field = format!(
+            "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+            "v".repeat(9000)
+        );
+        let long_method = "A".repeat(9000);
+        let long_target_in_head = format!(
+            "GET /{} HTTP/1.1\r\nX: {}",
+            "a".repeat(5000),
+            "v".repeat(5000)
+        );
+        for (head, want) in [
+            // Regression: 431 when the whole head arrived in one read, 414 when it trickled in.
+            (long_target.as_str(), 414),
+            (long_field.as_str(), 431),
+            (long_method.as_str(), 501),
+            // Regression: the target is known to be over its limit before the head is: 414.
+            (long_target_in_head.as_str(), 414),
+        ] {
+            assert_eq!(status(head.as_bytes()), want, "{}", &head[..40]);
+            assert_split_independent(head.as_bytes());
+        }
+    }
+
+    #[test]
+    fn head_limit_is_exact() {
+        let limits = HeadLimits {
+            max_head_bytes: 64,
+            max_target_bytes: 32,
+        };
+        let fixed = "GET / HTTP/1.1\r\nHost: t\r\nX: \r\n\r\n".len();
+        let head = |n: usize| {
+            format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+                "p".repeat(n - fixed)
+            )
+        };
+        assert!(matches!(
+            parse_with(head(64).as_bytes(), &limits),
+            Out::Complete { .. }
+        ));
+        assert_eq!(
+            parse_with(head(65).as_bytes(), &limits),
+            Out::Error(ProtocolError::HeadersTooLarge)
+        );
+        let target = |n: usize| format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(n - 1));
+        assert!(matches!(
+            parse_with(target(32).as_bytes(), &limits),
+            Out::Complete { .. }
+        ));
+        assert_eq!(
+            parse_with(target(33).as_bytes(), &limits),
+            Out::Error(ProtocolError::UriTooLong)
+        );
+    }
+
+    #[test]
+    fn transfer_encoding_rules() {
+        for (values, want) in [
+            (&["chunked"][..], 200),
+            (&["Chunked"], 200),
+            (&[" chunked , "], 200),
+            (&["gzip, chunked"], 501),
+            (&["gzip", "chunked"], 501),
+            (&["chunked, gzip"], 400),
+            (&["chunked", "gzip"], 400),
+            (&["gzip"], 400),
+            (&["identity"], 400),
+            (&["chunked;q=1"], 400),
+            (&["chunked, chunked"], 400),
+            (&["chunked", "chunked"], 400),
+            (&["chunked, gzip, chunked"], 400),
+            (&[""], 400),
+            (&[","], 400),
+        ] {
+            let lines: String = values
+                .iter()
+                .map(|v| format!("Transfer-Encoding: {v}\r\n"))
+                .collect();
+            let head = format!("POST / HTTP/1.1\r\nHost: t\r\n{lines}\r\n");
+            assert_eq!(status(head.as_bytes()), want, "{values:?}");
+        }
+    }
+
+    #[test]
+    fn content_length_rules() {
+        for (value, want) in [
+            ("5", Some(5)),
+            ("005", Some(5)),
+            ("5, 5", Some(5)),
+            ("18446744073709551615", Some(u64::MAX)),
+            ("18446744073709551616", None),
+            ("-1", None),
+            ("+5", None),
+            ("5,", None),
+            ("5, 6", None),
+            ("0x5", None),
+            ("", None),
+        ] {
+            let head = format!("POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {value}\r\n\r\n");
+            match (out(head.as_bytes()), want) {
+                (Out::Complete { body, .. }, Some(n)) => assert_eq!(body, BodyFraming::Length(n)),
+                (Out::Error(ProtocolError::Malformed(_)), None) => {}
+                (got, _) => panic!("Content-Length {value:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn target_forms() {
+        for (target, want) in [
+            ("/", Some("/")),
+            ("/a?b#c", Some("/a")),
+            ("http://t", Some("/")),
+            ("http://t?x", Some("/")),
+            ("http://t:80/a?b", Some("/a")),
+            // Regression: the scheme is case-insensitive; `HTTP://t/a` was routed as that path.
+            ("HTTP://t/a", Some("/a")),
+            ("hTTpS://t/a", Some("/a")),
+            // Regression: these were accepted.
+            ("http:///a", None),
+            ("http://u@t/a", None),
+            ("/caf\u{e9}", None),
+            ("ftp://t/", None),
+            ("t:80", None),
+            ("*", None),
+        ] {
+            let head = format!("GET {target} HTTP/1.1\r\nHost: t\r\n\r\n");
+            match (out(head.as_bytes()), want) {
+                (Out::Complete { path, .. }, Some(p)) => assert_eq!(path, p, "{target}"),
+                (Out::Error(e), None) => assert_eq!(e.status(), 400, "{target}"),
+                (got, _) => panic!("{target}: {got:?}"),
+            }
+        }
+        assert!(matches!(
+            out(b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n"),
+            Out::Complete { path, .. } if path == "*"
+        ));
+    }
 }

@@ -137,7 +137,10 @@ fn errors_map_to_precise_statuses() {
         ("TE and CL (RFC 9112 §6.3)", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", 400),
         ("conflicting CLs", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400),
         ("signed CL", b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", 400),
-        ("unknown coding (RFC 9112 §6.1)", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+        ("unknown coding before chunked (RFC 9112 §6.1)", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501),
+        // Chunked not final: the length is unknown, and RFC 9112 §6.3 says 400 (MUST), which
+        // wins over §6.1's 501 (SHOULD) for the unknown coding.
+        ("unknown coding alone (RFC 9112 §6.3)", b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
         ("TE on 1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
         ("HTTP/2.0 (RFC 9110 §15.6.6)", b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
         ("garbage version", b"GET / HTTX/1.1\r\nHost: a\r\n\r\n", 400),
