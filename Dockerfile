@@ -1,0 +1,76 @@
+# syntax=docker/dockerfile:1
+#
+# lameduck container image: one static binary in an otherwise empty (`scratch`) image.
+#
+#   docker build -t lameduck:0.1.0 .
+#   docker run --rm -p 8080:8080 lameduck:0.1.0
+#
+# No Docker engine runs on the project's machines, so this file is never built in CI. What it
+# assumes (a static binary that needs no libc, no shell, no `cat`, no writable root, only /tmp) is
+# proven instead by tests/scratch_root.rs, which builds the same musl binary, copies it into an
+# empty directory and runs the server and its probe there under chroot as uid 65532.
+
+# ---------------------------------------------------------------------------------------------
+# Build stage.
+#
+# Pinned to an exact release so the image is reproducible and matches the compiler CI tests
+# with (rustc 1.95.0 on Debian bookworm). For a release pipeline, pin the digest as well
+# (`rust:1.95.0-slim-bookworm@sha256:...`) so a re-pushed tag cannot change the build.
+FROM rust:1.95.0-slim-bookworm AS build
+
+# The musl target makes the binary static: musl's libc is linked in, so the final image needs no
+# /lib at all. Rust ships the musl C runtime objects with the target, and every dependency is
+# pure Rust, so no musl-gcc (musl-tools) is needed; add it here if a dependency ever compiles C.
+RUN rustup target add x86_64-unknown-linux-musl
+
+WORKDIR /src
+COPY . .
+
+# `--locked`: build exactly the dependency versions in Cargo.lock, as CI does.
+# The cache mounts keep the crate registry and the target dir between builds (BuildKit), so
+# only changed code recompiles; the binary is copied out of the cache mount in the same step.
+# The release profile in Cargo.toml (LTO, one codegen unit, strip, ...) makes it small.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target x86_64-unknown-linux-musl --bin lameduck \
+ && install -D -m 0555 target/x86_64-unknown-linux-musl/release/lameduck /out/lameduck
+
+# `scratch` has no /tmp, and COPY cannot create an empty directory, so make one here. Owned by
+# the runtime uid and sticky + world-writable (1777, like a normal /tmp) so the liveness file can
+# be written whichever uid an orchestrator chooses to run us as.
+RUN install -d -m 1777 -o 65532 -g 65532 /out/tmp
+
+# ---------------------------------------------------------------------------------------------
+# Runtime stage: nothing but the binary and an empty /tmp. No shell, no libc, no package manager,
+# no CA bundle or tzdata (the server needs none): the smallest possible attack surface.
+FROM scratch
+
+COPY --from=build /out/lameduck /lameduck
+# COPY resets ownership to root unless told otherwise; keep /tmp owned by the runtime user.
+COPY --from=build --chown=65532:65532 /out/tmp /tmp
+
+# Numeric uid:gid because scratch has no /etc/passwd to look a name up in, and because
+# Kubernetes' runAsNonRoot can only verify a numeric user. 65532 is the conventional "nonroot"
+# id of distroless images; it must match runAsUser in deploy/kubernetes.yaml.
+USER 65532:65532
+
+# Documentation only (publishing is up to `docker run -p` / the Service): the default --port.
+EXPOSE 8080
+
+# SIGTERM starts the lame-duck ANNOUNCE phase and then the drain (see DESIGN.md). This is the
+# default already; it is stated so nobody "fixes" it to SIGINT, which skips the announce delay.
+STOPSIGNAL SIGTERM
+
+# For plain Docker / Compose / Swarm (Kubernetes ignores HEALTHCHECK and uses the livenessProbe
+# in deploy/kubernetes.yaml instead). Exec form, because there is no shell to run a string in:
+# `lameduck live` checks that the event loop refreshed its liveness file within --max-age
+# (default 10s; the server touches it every 1s). Checking every 10s with 3 retries restarts a
+# wedged loop within about 40s, and the 2s timeout is plenty for one stat(2).
+HEALTHCHECK --interval=10s --timeout=2s --start-period=5s --retries=3 CMD ["/lameduck", "live"]
+
+# Exec form, so lameduck is PID 1 and receives the stop signal itself (a shell wrapper would
+# swallow it). lameduck installs SIGTERM/SIGINT handlers, so PID 1's "no default signal action"
+# rule does not bite; probes are started by the runtime, not by us, so there are no zombies to
+# reap and no init (tini) is needed. Flags go after the image name or in LAMEDUCK_* env vars.
+ENTRYPOINT ["/lameduck"]
+CMD ["serve"]

@@ -1,0 +1,318 @@
+//! The deployment artefacts agree with each other and with the real binary.
+//!
+//! deploy/kubernetes.yaml and the Dockerfile are only ever run by an orchestrator we don't have
+//! here, so their mistakes would surface in production: a grace period shorter than the drain
+//! (SIGKILL mid-drain), a probe flag the binary doesn't know (every pod restarted), a readiness
+//! probe too slow to see the lame-duck 503, a uid that differs between image and pod. These
+//! tests check that arithmetic and run the manifest's exact argv and probe command against the
+//! binary. Schema validation is deploy/validate.sh; the scratch image itself is proven in
+//! tests/scratch_root.rs.
+
+#[path = "deploy/manifest.rs"]
+mod manifest;
+#[path = "deploy/process.rs"]
+mod process;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use manifest::{
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, GRACE_MARGIN, Manifest,
+    dockerfile_final_stage, dockerfile_instruction, exec_form, flag, parse_duration, with_flag,
+};
+use process::{PROMPT, Server};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lameduck");
+
+#[test]
+fn grace_period_covers_shutdown_delay_drain_timeout_and_margin() {
+    let m = Manifest::load();
+    let grace = m.termination_grace_period();
+    let delay = m.server_duration("--shutdown-delay", DEFAULT_SHUTDOWN_DELAY);
+    let drain = m.server_duration("--drain-timeout", DEFAULT_DRAIN_TIMEOUT);
+    assert!(
+        delay + drain + GRACE_MARGIN <= grace,
+        "terminationGracePeriodSeconds {grace:?} < shutdown-delay {delay:?} + drain-timeout \
+         {drain:?} + margin {GRACE_MARGIN:?}: Kubernetes would SIGKILL pods mid-drain"
+    );
+    // The server re-checks the budget at start-up, but only against the grace period it is told.
+    let told = flag(&m.args(), "--grace-period").expect("args pass --grace-period");
+    assert_eq!(
+        parse_duration(&told),
+        grace,
+        "--grace-period != terminationGracePeriodSeconds"
+    );
+}
+
+#[test]
+fn readiness_probe_sees_the_lame_duck_503_before_the_delay_ends() {
+    let m = Manifest::load();
+    let c = m.container();
+    let health_path = flag(&m.args(), "--health-path").unwrap_or_else(|| "/health".into());
+    assert_eq!(
+        c.str("readinessProbe.httpGet.path"),
+        health_path,
+        "probe path != --health-path"
+    );
+    assert_eq!(
+        probe_port(&m, "readinessProbe"),
+        server_port(&m),
+        "probe port != --port"
+    );
+    // Worst case, the first probe after SIGTERM starts one period late and the pod is marked
+    // unready after failureThreshold failed probes, each allowed timeoutSeconds.
+    let period = Duration::from_secs(c.u64("readinessProbe.periodSeconds"));
+    let failures = u32::try_from(c.u64("readinessProbe.failureThreshold")).expect("fits");
+    let timeout = Duration::from_secs(c.u64("readinessProbe.timeoutSeconds"));
+    let noticed = period * failures + timeout;
+    let delay = m.server_duration("--shutdown-delay", DEFAULT_SHUTDOWN_DELAY);
+    assert!(
+        noticed < delay,
+        "readiness needs up to {noticed:?} to see the 503 but the lame-duck delay is {delay:?}"
+    );
+}
+
+#[test]
+fn liveness_probe_execs_the_image_binary_against_the_servers_live_file() {
+    let m = Manifest::load();
+    let c = m.container();
+    let command = m.liveness_command();
+    let entrypoint = exec_form(&dockerfile_instruction(
+        &dockerfile_final_stage(),
+        "ENTRYPOINT",
+    ));
+    assert_eq!(
+        command[0], entrypoint[0],
+        "probe must exec the image's binary (no shell)"
+    );
+    assert_eq!(command[1], "live");
+
+    let live_file =
+        flag(&command, "--live-file").unwrap_or_else(|| manifest::DEFAULT_LIVE_FILE.into());
+    assert_eq!(
+        live_file,
+        m.server_live_file(),
+        "probe and server must use the same live file"
+    );
+    let mounts = c.items("volumeMounts");
+    assert!(
+        mounts
+            .iter()
+            .any(|v| live_file.starts_with(&format!("{}/", v.str("mountPath")))),
+        "{live_file} must be on a writable volume: the root filesystem is read-only"
+    );
+
+    // Stale means "the loop missed several heartbeats", not one slow turn.
+    let max_age =
+        flag(&command, "--max-age").map_or(Duration::from_secs(10), |v| parse_duration(&v));
+    let heartbeat = m.server_duration("--heartbeat", DEFAULT_HEARTBEAT);
+    assert!(
+        max_age >= heartbeat * 3,
+        "--max-age {max_age:?} vs heartbeat {heartbeat:?}"
+    );
+    assert!(c.u64("livenessProbe.timeoutSeconds") >= 1);
+    assert!(
+        c.u64("livenessProbe.failureThreshold") >= 2,
+        "one slow exec must not restart"
+    );
+}
+
+#[test]
+fn rolling_update_surges_before_stopping_anything() {
+    let m = Manifest::load();
+    let d = m.deployment();
+    assert_eq!(d.str("spec.strategy.type"), "RollingUpdate");
+    assert_eq!(d.str("spec.strategy.rollingUpdate.maxUnavailable"), "0");
+    assert_eq!(d.str("spec.strategy.rollingUpdate.maxSurge"), "1");
+    assert!(
+        d.u64("spec.replicas") >= 2,
+        "one replica cannot roll without a gap"
+    );
+
+    // The Service must select the pods and send traffic to the port the server listens on.
+    let service = m.kind("Service");
+    let selector = service.at("spec.selector");
+    let labels = d.at("spec.template.metadata.labels");
+    assert_eq!(selector, labels, "Service selector != pod labels");
+    assert_eq!(
+        d.at("spec.selector.matchLabels"),
+        labels,
+        "Deployment selector != pod labels"
+    );
+    let target = service.str("spec.ports.0.targetPort");
+    assert_eq!(
+        named_port(&m, target),
+        server_port(&m),
+        "Service targetPort != --port"
+    );
+}
+
+#[test]
+fn security_context_matches_the_scratch_image() {
+    let m = Manifest::load();
+    let c = m.container();
+    assert!(c.bool("securityContext.readOnlyRootFilesystem"));
+    assert!(!c.bool("securityContext.allowPrivilegeEscalation"));
+    assert_eq!(c.strs("securityContext.capabilities.drop"), ["ALL"]);
+    assert!(m.pod_spec().bool("securityContext.runAsNonRoot"));
+    assert_eq!(
+        m.pod_spec().str("securityContext.seccompProfile.type"),
+        "RuntimeDefault"
+    );
+    let tmp = m
+        .pod_spec()
+        .items("volumes")
+        .iter()
+        .find(|v| v.str("name") == "tmp")
+        .cloned();
+    assert!(
+        tmp.expect("a `tmp` volume").get("emptyDir").is_some(),
+        "/tmp is an emptyDir"
+    );
+
+    let user = dockerfile_instruction(&dockerfile_final_stage(), "USER");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("USER is numeric");
+    assert_ne!(uid, 0, "USER must not be root");
+    assert_eq!(m.run_as_user(), uid, "runAsUser != the Dockerfile's USER");
+    assert!(c.get("resources.requests").is_some() && c.get("resources.limits").is_some());
+}
+
+#[test]
+fn dockerfile_ships_only_the_binary_and_tmp_from_scratch() {
+    let stage = dockerfile_final_stage();
+    assert_eq!(dockerfile_instruction(&stage, "FROM"), "scratch");
+    let copies: Vec<&str> = stage
+        .iter()
+        .filter(|(n, _)| n == "COPY")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    let destinations: Vec<&str> = copies
+        .iter()
+        .map(|a| a.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        destinations,
+        ["/lameduck", "/tmp"],
+        "the image holds exactly these"
+    );
+    assert!(
+        stage.iter().all(|(n, _)| n != "RUN"),
+        "scratch has no shell to RUN with"
+    );
+
+    let entrypoint = exec_form(&dockerfile_instruction(&stage, "ENTRYPOINT"));
+    assert_eq!(entrypoint, ["/lameduck"]);
+    assert_eq!(dockerfile_instruction(&stage, "STOPSIGNAL"), "SIGTERM");
+    let healthcheck = dockerfile_instruction(&stage, "HEALTHCHECK");
+    let (_, probe) = healthcheck
+        .split_once("CMD ")
+        .expect("HEALTHCHECK ... CMD [...]");
+    assert_eq!(exec_form(probe), ["/lameduck", "live"]);
+    let expose = dockerfile_instruction(&stage, "EXPOSE");
+    assert_eq!(
+        expose.trim_end_matches("/tcp").parse::<u16>().ok(),
+        Some(server_port(&Manifest::load()))
+    );
+}
+
+/// The manifest's argv starts the real server (so no flag is unknown and the server's own
+/// budget check passes), the readiness path answers 200, and the manifest's liveness command
+/// is green while it runs and red once it has exited.
+#[test]
+fn manifest_args_and_probe_command_work_with_the_real_binary() {
+    let m = Manifest::load();
+    let dir = scratch_dir("manifest-args");
+    let live_file = dir
+        .join("lameduck.live")
+        .to_str()
+        .expect("UTF-8 path")
+        .to_string();
+
+    // Same argv, but on an ephemeral loopback port and a private liveness file.
+    let args = with_flag(&m.args(), "--port", "0");
+    let args = with_flag(&args, "--addr", "127.0.0.1");
+    let args = with_flag(&args, "--live-file", &live_file);
+    let mut command = Command::new(BIN);
+    command.args(&args).env_clear();
+    let mut server = Server::spawn(command).expect("spawn lameduck");
+    let addr = server.listening_addr();
+
+    let health = process::get(addr, m.container().str("readinessProbe.httpGet.path"));
+    assert_eq!(health.status, 200, "{health:?}");
+
+    let probe = || {
+        let argv = with_flag(&m.liveness_command(), "--live-file", &live_file);
+        let mut command = Command::new(BIN);
+        command.args(&argv[1..]).env_clear();
+        process::run(command, PROMPT)
+    };
+    let live = probe();
+    assert!(live.status.success(), "live while serving: {live:?}");
+
+    // SIGINT skips the announce delay; the lifecycle itself is tested elsewhere.
+    server.signal(libc::SIGINT);
+    let status = server.wait_exit(PROMPT);
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log.join("\n"));
+
+    let dead = probe();
+    assert_eq!(dead.status.code(), Some(1), "live after exit: {dead:?}");
+    let reason = String::from_utf8_lossy(&dead.stderr);
+    assert_eq!(
+        reason.trim_end().lines().count(),
+        1,
+        "one-line reason: {reason:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The container port the server listens on (`--port`, default 8080).
+fn server_port(m: &Manifest) -> u16 {
+    let port = flag(&m.args(), "--port").unwrap_or_else(|| "8080".into());
+    let port: u16 = port.parse().expect("--port is a number");
+    let declared: Vec<u64> = m
+        .container()
+        .items("ports")
+        .iter()
+        .map(|p| p.u64("containerPort"))
+        .collect();
+    assert!(
+        declared.contains(&u64::from(port)),
+        "--port {port} not in containerPort {declared:?}"
+    );
+    port
+}
+
+/// A probe's `httpGet.port`, resolving a port name through the container's ports.
+fn probe_port(m: &Manifest, probe: &str) -> u16 {
+    named_port(m, m.container().str(&format!("{probe}.httpGet.port")))
+}
+
+fn named_port(m: &Manifest, port: &str) -> u16 {
+    if let Ok(number) = port.parse() {
+        return number;
+    }
+    let ports = m.container().items("ports");
+    let found = ports
+        .iter()
+        .find(|p| p.get("name").is_some() && p.str("name") == port);
+    let found = found.unwrap_or_else(|| panic!("no container port named {port}"));
+    found
+        .u64("containerPort")
+        .try_into()
+        .expect("port fits u16")
+}
+
+/// A fresh, empty directory under Cargo's per-target scratch space.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
