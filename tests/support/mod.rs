@@ -34,6 +34,12 @@ impl Lameduck {
     /// Starts `lameduck serve` on 127.0.0.1 port 0 with a private liveness file, adding `args`,
     /// and waits for its `event=listening` line.
     pub fn start(args: &[&str]) -> Lameduck {
+        Lameduck::start_with(args, |_| {})
+    }
+
+    /// Like [`Lameduck::start`], letting `configure` adjust the command first (for example a
+    /// `pre_exec` that lowers a resource limit in the child).
+    pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Lameduck {
         let dir = TempDir::new();
         let live_file = dir.path().join("live");
         let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
@@ -41,6 +47,7 @@ impl Lameduck {
             .args(["serve", "--addr", "127.0.0.1", "--port", "0", "--live-file"])
             .arg(&live_file)
             .args(args);
+        configure(&mut command);
         Lameduck::spawn(command, live_file, dir)
     }
 
