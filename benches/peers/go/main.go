@@ -1,0 +1,69 @@
+// Benchmark peer: Go net/http + chi, the design lameduck grew out of.
+//
+// GET / answers "Hello, World!", GET /health answers 200 via chi's middleware.Heartbeat.
+// Port from argv[1] or PORT (default 8080), address from ADDR (default 127.0.0.1).
+// net/http already sets TCP_NODELAY on accepted connections (Go's default for TCP).
+// SIGTERM/SIGINT: http.Server.Shutdown (close listeners, close idle connections, wait for
+// active ones), bounded by a 30 s context. Run it with GOMAXPROCS=1.
+//
+// Built offline against Debian's golang-github-go-chi-chi-dev:
+//
+//	GO111MODULE=off GOPATH=/usr/share/gocode go build -o peer-go-chi main.go
+//
+// In GOPATH mode the package lives at github.com/go-chi/chi (Debian ships chi v5 there), so the
+// import path has no /v5 suffix; chi's own /v5 imports resolve through Go's minimal module
+// compatibility.
+package main
+
+import (
+	"context"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-chi/chi"
+	"github.com/go-chi/chi/middleware"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	if len(os.Args) > 1 {
+		port = os.Args[1]
+	}
+	if port == "" {
+		port = "8080"
+	}
+	host := os.Getenv("ADDR")
+	if host == "" {
+		host = "127.0.0.1"
+	}
+
+	r := chi.NewRouter()
+	r.Use(middleware.Heartbeat("/health"))
+	r.Get("/", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("Hello, World!"))
+	})
+
+	srv := &http.Server{Addr: host + ":" + port, Handler: r}
+	done := make(chan struct{})
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+		<-sig
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			log.Printf("shutdown: %v", err)
+		}
+		close(done)
+	}()
+	log.Printf("peer-go-chi listening on %s", srv.Addr)
+	if err := srv.ListenAndServe(); err != http.ErrServerClosed {
+		log.Fatalf("listen: %v", err)
+	}
+	<-done
+}

@@ -1,0 +1,41 @@
+//! Benchmark peer: actix-web 4 with one worker.
+//!
+//! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`. Port from argv[1] or `PORT`
+//! (default 8080), address from `ADDR` (default 127.0.0.1). `TCP_NODELAY` is asked for explicitly
+//! with `HttpServer::tcp_nodelay(true)` (its default leaves the socket as accepted).
+//! SIGTERM/SIGINT: actix-server's own graceful stop (stop accepting, wait for in-flight requests
+//! up to its 30 s shutdown timeout, exit). One worker thread serves; actix also runs a separate
+//! acceptor thread, pinned to the same core by the harness.
+use actix_web::{web, App, HttpResponse, HttpServer};
+
+async fn hello() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .body("Hello, World!")
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let port: u16 = std::env::args()
+        .nth(1)
+        .or_else(|| std::env::var("PORT").ok())
+        .unwrap_or_else(|| "8080".into())
+        .parse()
+        .expect("PORT");
+    let host = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    eprintln!("peer-actix listening on {host}:{port}");
+    HttpServer::new(|| {
+        App::new()
+            .route("/", web::get().to(hello))
+            .route("/health", web::get().to(health))
+    })
+    .workers(1)
+    .tcp_nodelay(true)
+    .bind((host.as_str(), port))?
+    .run()
+    .await
+}
