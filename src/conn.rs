@@ -140,8 +140,11 @@ pub struct Connection<S = TcpStream> {
     deferred: Option<Box<Deferred>>,
     /// When the connection was accepted (drain closes long-silent new connections).
     accepted: Instant,
-    /// When the current state times out; what that means depends on the state.
-    deadline: Instant,
+    /// When the current wait on the client began: accept, the first byte of the current head,
+    /// the last body bytes, the start of idleness or of lingering. See [`Connection::deadline`].
+    since: Instant,
+    /// When the client last took some of our output (while `unsent` is not empty).
+    write_since: Instant,
     /// The interest currently registered with the poller.
     registered: Interest,
     /// The client has shut down its write side (we read EOF).
@@ -152,7 +155,7 @@ pub struct Connection<S = TcpStream> {
 
 impl<S: Transport> Connection<S> {
     /// A freshly accepted connection, registered for `READABLE` by the caller.
-    pub fn new(stream: S, now: Instant, header_timeout: Duration) -> Self {
+    pub fn new(stream: S, now: Instant) -> Self {
         Connection {
             stream,
             state: State::New,
@@ -161,7 +164,8 @@ impl<S: Transport> Connection<S> {
             body: None,
             deferred: None,
             accepted: now,
-            deadline: now + header_timeout,
+            since: now,
+            write_since: now,
             registered: Interest::READABLE,
             peer_closed: false,
             served: 0,
@@ -184,8 +188,21 @@ impl<S: Transport> Connection<S> {
         self.accepted
     }
 
-    pub fn deadline(&self) -> Instant {
-        self.deadline
+    /// When the current wait times out, derived from the state in this one place:
+    ///
+    /// - output the client is not taking: `--idle-timeout` from its last progress (a client
+    ///   pausing to process a burst of pipelined responses is not a slowloris);
+    /// - `New` / `Active`: `--header-timeout` from the head's first byte (or from the accept, or
+    ///   from the last body bytes): the slowloris defence;
+    /// - `Idle`: `--idle-timeout` from the last response;
+    /// - `Lingering`: [`LINGER_TIMEOUT`] from the half-close.
+    pub fn deadline(&self, limits: &Limits) -> Instant {
+        match self.state {
+            State::Lingering => self.since + LINGER_TIMEOUT,
+            _ if !self.unsent.is_empty() => self.write_since + limits.idle_timeout,
+            State::New | State::Active => self.since + limits.header_timeout,
+            State::Idle | State::Closing => self.since + limits.idle_timeout,
+        }
     }
 
     /// The interest this connection needs, derived from its state in this one place: read while
@@ -237,7 +254,7 @@ impl<S: Transport> Connection<S> {
         if self.state == State::Lingering {
             return self.discard_input(&mut scratch.input);
         }
-        self.flush_unsent(ctx.now, ctx.limits.idle_timeout)?;
+        self.flush_unsent(ctx.now)?;
 
         let Scratch { input, output } = scratch;
         // Continue where the last read stopped.
@@ -268,7 +285,7 @@ impl<S: Transport> Connection<S> {
             let (consumed, output_full) = self.process(&input[..len], output, ctx);
             input.copy_within(consumed..len, 0);
             len -= consumed;
-            self.write_out(output, ctx.now, ctx.limits.idle_timeout)?;
+            self.write_out(output, ctx.now)?;
             // Responses held back by the output cap went out in full: answer the rest.
             more |= output_full && self.unsent.is_empty() && len > 0;
             if !more || !(self.may_read() || output_full) {
@@ -306,11 +323,14 @@ impl<S: Transport> Connection<S> {
             }
             if let Some(body) = &mut self.body {
                 match body.decode(&input[at..]) {
-                    Err(e) => self.fail(e, out, ctx),
+                    Err(e) => {
+                        let head_only = self.deferred.as_ref().is_some_and(|d| d.head_only);
+                        self.fail(e, head_only, out, ctx.date);
+                    }
                     Ok(progress) => {
                         at += progress.consumed;
                         if progress.consumed > 0 {
-                            self.deadline = ctx.now + ctx.limits.header_timeout;
+                            self.since = ctx.now;
                         }
                         if !progress.done {
                             break;
@@ -330,12 +350,12 @@ impl<S: Transport> Connection<S> {
             if matches!(self.state, State::New | State::Idle) {
                 // The first byte of a request starts its header-read clock.
                 self.state = State::Active;
-                self.deadline = ctx.now + ctx.limits.header_timeout;
+                self.since = ctx.now;
             }
             let mut slots = codec::header_slots();
             match codec::parse(rest, &mut slots, &ctx.limits.head) {
                 Parse::Partial => break,
-                Parse::Error(e) => self.fail(e, out, ctx),
+                Parse::Error(e) => self.fail(e, rest.starts_with(b"HEAD "), out, ctx.date),
                 Parse::Complete { request, head_len } => {
                     at += head_len;
                     self.answer(&request, out, ctx);
@@ -354,7 +374,7 @@ impl<S: Transport> Connection<S> {
         // never be read as the next request.
         let body = match BodyDecoder::new(request.body, ctx.limits.max_body) {
             Ok(body) => body,
-            Err(e) => return self.fail(e, out, ctx),
+            Err(e) => return self.fail(e, request.method == "HEAD", out, ctx.date),
         };
         let response = route(request, ctx);
         let head_only = request.method == "HEAD";
@@ -364,7 +384,7 @@ impl<S: Transport> Connection<S> {
             Persistence::Close
         };
         // The clock for the next head (or this body) starts now.
-        self.deadline = ctx.now + ctx.limits.header_timeout;
+        self.since = ctx.now;
         match body {
             None => self.respond(&response, head_only, persistence, out, ctx.date),
             Some(body) => {
@@ -397,47 +417,44 @@ impl<S: Transport> Connection<S> {
     }
 
     /// Answers a protocol error and ends the connection after it.
-    fn fail<H>(&mut self, error: ProtocolError, out: &mut Vec<u8>, ctx: &Context<'_, H>) {
+    ///
+    /// An error answer to HEAD has no content either (RFC 9110 §9.3.2): the client reads none,
+    /// so content would be taken for the start of the next response.
+    fn fail(&mut self, error: ProtocolError, head_only: bool, out: &mut Vec<u8>, date: &[u8]) {
         self.body = None;
         self.deferred = None;
         let response = Response::text(error.status(), format!("{error}\n"));
-        self.respond(&response, false, Persistence::Close, out, ctx.date);
+        self.respond(&response, head_only, Persistence::Close, out, date);
     }
 
     /// Writes `out` (after anything already queued), keeping what the socket does not take.
-    fn write_out(
-        &mut self,
-        out: &mut Vec<u8>,
-        now: Instant,
-        idle_timeout: Duration,
-    ) -> io::Result<()> {
+    fn write_out(&mut self, out: &mut Vec<u8>, now: Instant) -> io::Result<()> {
         if out.is_empty() {
             return Ok(());
         }
         if !self.unsent.is_empty() {
             self.unsent.extend_from_slice(out);
             out.clear();
-            return self.flush_unsent(now, idle_timeout);
+            return self.flush_unsent(now);
         }
         let written = write_some(&mut self.stream, out)?;
         if written < out.len() {
             self.unsent.extend_from_slice(&out[written..]);
-            // The client is not reading: it gets an idle timeout's worth of patience.
-            self.deadline = now + idle_timeout;
+            self.write_since = now;
         }
         out.clear();
         Ok(())
     }
 
     /// Writes queued output. Every bit of progress renews the stalled-client deadline.
-    fn flush_unsent(&mut self, now: Instant, idle_timeout: Duration) -> io::Result<()> {
+    fn flush_unsent(&mut self, now: Instant) -> io::Result<()> {
         if self.unsent.is_empty() {
             return Ok(());
         }
         let written = write_some(&mut self.stream, &self.unsent)?;
         self.unsent.drain(..written);
         if written > 0 {
-            self.deadline = now + idle_timeout;
+            self.write_since = now;
         }
         Ok(())
     }
@@ -469,18 +486,20 @@ impl<S: Transport> Connection<S> {
             State::Active
                 if self.body.is_none() && self.carry.is_empty() && self.unsent.is_empty() =>
             {
-                self.become_idle(ctx.now, ctx.limits.idle_timeout);
+                self.become_idle(ctx.now);
             }
             State::New | State::Active | State::Idle => {}
         }
         if self.peer_closed {
-            // The client is done sending. Whatever it asked for has been answered above;
-            // once that is written there is nothing left to do.
-            if self.unsent.is_empty() {
-                return Verdict::Close;
-            }
-            self.state = State::Closing;
-            return Verdict::Open;
+            // The client is done sending (RFC 9112 §9.6 lets it half-close after its requests).
+            // `drive` answers every whole request as long as the output it queues is taken, so
+            // once nothing is left to write, nothing is left to do. Until then the connection
+            // stays as it is: requests held back by the output cap are still to be answered.
+            return if self.unsent.is_empty() {
+                Verdict::Close
+            } else {
+                Verdict::Open
+            };
         }
         if self.state == State::Idle && ctx.draining {
             return self.half_close(ctx.now);
@@ -488,9 +507,9 @@ impl<S: Transport> Connection<S> {
         Verdict::Open
     }
 
-    fn become_idle(&mut self, now: Instant, idle_timeout: Duration) {
+    fn become_idle(&mut self, now: Instant) {
         self.state = State::Idle;
-        self.deadline = now + idle_timeout;
+        self.since = now;
         // Release what a burst left behind, so thousands of idle connections cost little.
         self.carry = Vec::new();
         self.unsent = Vec::new();
@@ -506,7 +525,7 @@ impl<S: Transport> Connection<S> {
         match self.stream.shutdown_write() {
             Ok(()) => {
                 self.state = State::Lingering;
-                self.deadline = now + LINGER_TIMEOUT;
+                self.since = now;
                 Verdict::Open
             }
             Err(_) => Verdict::Close,
@@ -525,8 +544,17 @@ impl<S: Transport> Connection<S> {
             State::Active | State::Closing if !self.unsent.is_empty() => Verdict::Close,
             // A head or body that did not arrive in time: 408, then close (RFC 9110 §15.5.9).
             State::Active => {
-                self.fail(ProtocolError::RequestTimeout, &mut scratch.output, ctx);
-                match self.write_out(&mut scratch.output, ctx.now, ctx.limits.idle_timeout) {
+                let head_only = match &self.deferred {
+                    Some(d) => d.head_only,
+                    None => self.carry.starts_with(b"HEAD "),
+                };
+                self.fail(
+                    ProtocolError::RequestTimeout,
+                    head_only,
+                    &mut scratch.output,
+                    ctx.date,
+                );
+                match self.write_out(&mut scratch.output, ctx.now) {
                     Ok(()) => self.settle(ctx),
                     Err(_) => Verdict::Close,
                 }

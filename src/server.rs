@@ -359,7 +359,7 @@ impl Server {
                     rt.stats.accepted += 1;
                     // Responses are written whole, in one write; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
-                    let conn = Connection::new(stream, rt.now, self.config.header_timeout);
+                    let conn = Connection::new(stream, rt.now);
                     let index = self.conns.insert(conn);
                     let token = Token(FIRST_CONNECTION + index);
                     let registered = match self.conns.get_mut(index) {
@@ -565,7 +565,7 @@ impl Server {
                 limits: &rt.limits,
                 handler: &mut rt.handler,
             };
-            let verdict = if now >= conn.deadline() {
+            let verdict = if now >= conn.deadline(&rt.limits) {
                 conn.on_timeout(&mut rt.scratch, &mut ctx)
             } else if draining
                 && (conn.state() == State::Idle

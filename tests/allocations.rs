@@ -110,7 +110,7 @@ fn allocations_per_turn(input: &'static [u8], turns: usize) -> (usize, usize) {
         written: 0,
         last: [0; 16],
     };
-    let mut conn = Connection::new(stream, Instant::now(), limits.header_timeout);
+    let mut conn = Connection::new(stream, Instant::now());
     let mut counted = 0;
     for turn in 0..turns + 10 {
         if turn == 10 {

@@ -84,7 +84,7 @@ impl Session {
             health_path: "/health".to_string(),
         };
         Session {
-            conn: Connection::new(Memory::default(), Instant::now(), limits.header_timeout),
+            conn: Connection::new(Memory::default(), Instant::now()),
             scratch: Scratch::new(64 * 1024),
             limits,
             open: true,
@@ -157,7 +157,6 @@ fn every_pipelined_request_is_answered_at_any_read_pace() {
 /// the next `drive` drops `carry`, the requests not yet answered. Then the socket takes
 /// everything. Expected 3 000 responses.
 #[test]
-#[ignore = "bug: requests read but held back by the output cap are dropped when EOF is read while output is queued (conn.rs settle: peer_closed -> Closing; drive drops carry)"]
 fn requests_before_a_half_close_are_all_answered_under_backpressure() {
     const REQUESTS: usize = 3000;
     let mut session = Session::new();

@@ -283,7 +283,6 @@ fn rfc9110_10_1_1_continue_exchange() {
 /// included. A client that sent HEAD reads no body, so body bytes after a refusal would be read as
 /// the next response.
 #[test]
-#[ignore = "bug: error responses to HEAD carry a body (conn.rs fail() encodes with head_only = false)"]
 fn rfc9110_9_3_2_error_response_to_head_has_no_content() {
     let server = Lameduck::start(&["--max-body", "1024"]);
     for raw in [

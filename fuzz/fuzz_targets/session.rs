@@ -148,7 +148,7 @@ impl Session {
     fn new(limits: Limits, room: usize) -> Session {
         let now = Instant::now();
         Session {
-            conn: Connection::new(Memory::new(room), now, limits.header_timeout),
+            conn: Connection::new(Memory::new(room), now),
             scratch: Scratch::new((64 * 1024).max(limits.head.max_head_bytes + 1)),
             limits,
             now,
@@ -189,7 +189,7 @@ impl Session {
         if !self.open {
             return;
         }
-        self.now = self.conn.deadline().max(self.now);
+        self.now = self.conn.deadline(&self.limits).max(self.now);
         let mut handler: fn(&Request<'_>) -> Response = handler;
         let mut ctx = Session::context(&self.limits, self.now, &mut handler);
         if self.conn.on_timeout(&mut self.scratch, &mut ctx) == Verdict::Close {
