@@ -2,8 +2,8 @@
 //! backpressure, over an in-memory transport: the socket's room for output is set per turn, so
 //! the moments at which output backs up are exact instead of left to the kernel's buffers.
 //!
-//! These are the deterministic reproductions of what the `session` fuzz target checks at random:
-//! how fast a client reads its responses must never change what it is told.
+//! These are deterministic versions of what the `session` fuzz target checks at random: how fast
+//! a client reads its responses must never change what it is told.
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -149,13 +149,13 @@ fn every_pipelined_request_is_answered_at_any_read_pace() {
 /// slowly. The server sees the EOF while responses are backed up behind the output cap; the
 /// requests it has read but not yet answered must still be answered.
 ///
-/// Repro, step by step: 3 000 pipelined `GET /` (81 KB) and the EOF are all there; each turn
-/// the socket takes 1 000 bytes of output, until the server has read every request (most of
-/// them still unanswered behind the 64 KiB output cap); one more such turn: the flush brings
-/// the queued output under the cap, so the connection reads again, sees EOF, answers up to the
-/// cap and cannot write it all; `settle` turns "peer closed + output queued" into `Closing`, and
-/// the next `drive` drops `carry`, the requests not yet answered. Then the socket takes
-/// everything. Expected 3 000 responses.
+/// Regression (found by the `session` fuzz target): conn.rs dropped these requests. Step by
+/// step: 3 000 pipelined `GET /` (81 KB) and the EOF are all there; each turn the socket takes
+/// 1 000 bytes of output, until the server has read every request (most of them still
+/// unanswered behind the 64 KiB output cap); one more such turn: the flush brings the queued
+/// output under the cap, so the connection reads again, sees the EOF, answers up to the cap and
+/// cannot write it all. That state ("peer closed, output queued") used to become `Closing`, which
+/// dropped the requests not yet answered. Then the socket takes everything.
 #[test]
 fn requests_before_a_half_close_are_all_answered_under_backpressure() {
     const REQUESTS: usize = 3000;

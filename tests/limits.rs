@@ -377,7 +377,8 @@ fn pipelining_without_reading_keeps_memory_bounded() {
 /// A client that stops reading is given the idle timeout to resume (`Connection::write_out`:
 /// "the client is not reading: it gets an idle timeout's worth of patience"), not the much
 /// shorter header timeout: a client that pauses reading for a few seconds while it processes a
-/// burst of pipelined responses must not lose its connection.
+/// burst of pipelined responses must not lose its connection. Regression (found by this test):
+/// such a client was reset at the header timeout.
 #[test]
 fn a_client_that_pauses_reading_gets_the_idle_timeout() {
     let server = Lameduck::start(&["--header-timeout", "3s", "--idle-timeout", "30s"]);

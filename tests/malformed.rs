@@ -281,7 +281,7 @@ fn rfc9110_10_1_1_continue_exchange() {
 
 /// RFC 9110 §9.3.2: "the server MUST NOT send content in the response" to HEAD, error responses
 /// included. A client that sent HEAD reads no body, so body bytes after a refusal would be read as
-/// the next response.
+/// the next response. Regression (found by this test): error responses to HEAD carried content.
 #[test]
 fn rfc9110_9_3_2_error_response_to_head_has_no_content() {
     let server = Lameduck::start(&["--max-body", "1024"]);
