@@ -1583,6 +1583,13 @@ fn small_limit_cases() -> Vec<Case> {
             ),
             414,
         ),
+        // RFC 9112 §2.2: one empty line before a request is tolerated, a head's worth is not.
+        refused("rfc9112_2_2_only_empty_lines", "\r\n".repeat(300), 400),
+        refused(
+            "rfc9112_3_method_longer_than_the_head_limit",
+            "G".repeat(600),
+            501,
+        ),
         ok("rfc6585_5_head_of_512", head_of(512), &[200]),
         refused("rfc6585_5_head_of_513", head_of(513), 431),
         refused(

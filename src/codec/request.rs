@@ -149,6 +149,10 @@ impl Parse<'_> {
             return self;
         }
         let line = request_line(window).0;
+        if line.is_empty() {
+            // Nothing but empty lines: RFC 9112 §2.2 asks us to skip one, not a head's worth.
+            return Parse::Error(ProtocolError::Malformed("no request line"));
+        }
         let mut parts = line.splitn(3, |&b| b == b' ');
         let _method = parts.next();
         match parts.next() {
@@ -634,6 +638,7 @@ mod tests {
             "v".repeat(9000)
         );
         let long_method = "A".repeat(9000);
+        let empty_lines = "\r\n".repeat(5000);
         let long_target_in_head = format!(
             "GET /{} HTTP/1.1\r\nX: {}",
             "a".repeat(5000),
@@ -644,6 +649,7 @@ mod tests {
             (long_target.as_str(), 414),
             (long_field.as_str(), 431),
             (long_method.as_str(), 501),
+            (empty_lines.as_str(), 400),
             // Regression: the target is known to be over its limit before the head is: 414.
             (long_target_in_head.as_str(), 414),
         ] {
