@@ -150,8 +150,8 @@ fn fill_until_stalled(stream: &mut TcpStream, stall: Duration) -> usize {
 #[test]
 fn slowloris_is_cut_off_at_the_header_timeout_and_starves_no_one() {
     const SLOW_CLIENTS: usize = 100;
-    const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
-    let server = Lameduck::start(&["--header-timeout", "2s"]);
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(3);
+    let server = Lameduck::start(&["--header-timeout", "3s"]);
 
     let first_byte = Instant::now();
     let slow: Vec<TcpStream> = (0..SLOW_CLIENTS)
