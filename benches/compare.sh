@@ -62,6 +62,12 @@ if [[ ! -x "$out/floor" || "$peers/floor/floor.c" -nt "$out/floor" ]]; then
     gcc -O2 -Wall -o "$out/floor" "$peers/floor/floor.c"
 fi
 
+# The malloc-counting LD_PRELOAD shim for the heap-allocation figures.
+if [[ ! -f "$peers/target/alloccount.so" || "$benches/alloc/alloccount.c" -nt "$peers/target/alloccount.so" ]]; then
+    echo "==> gcc alloccount.c" >&2
+    gcc -O2 -Wall -shared -fPIC -o "$peers/target/alloccount.so" "$benches/alloc/alloccount.c"
+fi
+
 # Go + chi, offline against Debian's packages (golang-go golang-github-go-chi-chi-dev).
 if has go-chi; then
     if [[ ! -x "$out/peer-go-chi" || "$peers/go/main.go" -nt "$out/peer-go-chi" ]]; then

@@ -66,6 +66,10 @@ LAMEDUCK_MUSL_BIN = os.environ.get(
     "LAMEDUCK_MUSL_BIN", str(ROOT / "target/x86_64-unknown-linux-musl/release/lameduck"))
 PEERS_BIN = Path(os.environ.get("PEERS_BIN", BENCHES / "peers/target/release"))
 NGINX_BIN = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+# LD_PRELOAD shim counting malloc & co. (alloc/alloccount.c, built by compare.sh); ALLOCS=0 skips.
+ALLOC_SHIM = Path(os.environ.get("ALLOC_SHIM", BENCHES / "peers/target/alloccount.so"))
+ALLOCS = os.environ.get("ALLOCS", "1") not in ("", "0") and ALLOC_SHIM.exists()
+ALLOC_REQS = env_int("ALLOC_REQS", 10000)
 # Connection limit for the servers that have one (lameduck, nginx): room for the idle test.
 MAX_CONNS = max(IDLE_CONNS, 10000) + 1000
 START_TIMEOUT = 10.0  # seconds for a server to answer /health
@@ -137,7 +141,7 @@ SERVERS = {
         what="actix-web 4, workers(1), built-in graceful stop"),
     "go-chi": dict(
         argv=lambda p: [str(PEERS_BIN / "peer-go-chi"), str(p)],
-        env={"GOMAXPROCS": "1"},
+        env={"GOMAXPROCS": "1"}, malloc=False,  # Go's allocator does not go through malloc
         bin=str(PEERS_BIN / "peer-go-chi"), stop=signal.SIGTERM,
         what="Go net/http + chi, GOMAXPROCS=1, Server.Shutdown"),
     "nginx": dict(
@@ -240,11 +244,11 @@ def port_is_free(port):
 # Server processes
 
 class Server:
-    def __init__(self, name, port, tag):
+    def __init__(self, name, port, tag, extra_env=None):
         self.name, self.port, self.spec = name, port, SERVERS[name]
         if not port_is_free(port):
             raise RuntimeError(f"port {port} is busy")
-        env = dict(os.environ, **self.spec.get("env", {}))
+        env = dict(os.environ, **self.spec.get("env", {}), **(extra_env or {}))
         self.log_path = TMP / "logs" / f"{name}-{tag}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_file = open(self.log_path, "wb")
@@ -400,6 +404,75 @@ def measure_idle_conns(name, port, tag):
         (TMP / f"lameduck-{port}.live").unlink(missing_ok=True)  # SIGKILL left it behind
 
 
+def measure_allocs(name, port, tag):
+    """Heap allocations per request, per pipelined request and per connection (malloc shim)."""
+    counts = TMP / f"allocs-{name}.cnt"
+    counts.unlink(missing_ok=True)
+    server = Server(name, port, tag + "-allocs",
+                    {"LD_PRELOAD": str(ALLOC_SHIM), "ALLOC_COUNT_FILE": str(counts)})
+
+    def total():
+        data = counts.read_bytes()[:32]  # malloc, calloc, realloc, aligned (not free)
+        return sum(int.from_bytes(data[i:i + 8], "little") for i in range(0, 32, 8))
+
+    req = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    try:
+        if not counts.exists() or total() == 0:
+            return None  # the shim did not load (static binary) or nothing calls malloc
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        for _ in range(200):  # warm: first-use allocations are not per request
+            get(port, "/", sock=sock)
+        a = total()
+        for _ in range(ALLOC_REQS):
+            get(port, "/", sock=sock)
+        b = total()
+        depth = PIPELINE_DEPTH
+        batches = max(1, ALLOC_REQS // depth)
+        for _ in range(batches):
+            sock.sendall(req * depth)
+            for _ in range(depth):
+                read_response_buffered(sock)
+        c = total()
+        sock.close()
+        conns = max(1, ALLOC_REQS // 10)
+        for _ in range(conns):
+            get(port, "/")
+        server.wait_no_conns()
+        d = total()
+        per_req = (b - a) / ALLOC_REQS
+        return {"per_request": per_req, "per_pipelined_request": (c - b) / (batches * depth),
+                "per_connection": (d - c) / conns - per_req}
+    finally:
+        server.kill()
+        (TMP / f"lameduck-{port}.live").unlink(missing_ok=True)
+
+
+_pending = {}
+
+
+def read_response_buffered(sock):
+    """read_response for pipelined replies: keeps bytes past one response for the next call."""
+    buf = _pending.pop(sock.fileno(), b"")
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed before the response head")
+        buf += chunk
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v.strip())
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("closed inside the body")
+        rest += chunk
+    _pending[sock.fileno()] = rest[length:]
+    return int(head.split()[1])
+
+
 def measure_server(name, round_no, port):
     tag = f"r{round_no}"
     res = {"profiles": {}}
@@ -434,6 +507,14 @@ def measure_server(name, round_no, port):
         raise
     if IDLE_CONNS > 0:
         res["idle"] = measure_idle_conns(name, port, tag)
+    if (ALLOCS and round_no == 1 and SERVERS[name].get("malloc", True)
+            and not binary_info(SERVERS[name]["bin"]).get("static")):  # LD_PRELOAD needs ld.so
+        res["allocs"] = measure_allocs(name, port, tag)
+        if res["allocs"]:
+            a = res["allocs"]
+            log(f"    {name:9} heap allocations: {a['per_request']:.2f}/request, "
+                f"{a['per_pipelined_request']:.2f}/pipelined request, "
+                f"{a['per_connection']:.1f}/connection")
     log(f"    {name:9} idle {res['idle_rss_kib']} KiB, peak {res['peak_rss_kib']} KiB, "
         f"stop {res['stop_ms'] and round(res['stop_ms'], 2)} ms (exit {res['exit_code']})"
         + (f", {res['idle']['bytes_per_conn']:.0f} B/idle conn "
@@ -461,6 +542,10 @@ def figures():
         ("rss_after_load_kib", "RSS after load", "KiB", ("rss_after_load_kib",), True),
         ("bytes_per_idle_conn", "per idle conn", "B", ("idle", "bytes_per_conn"), True),
         ("stop_ms", "stop → exit", "ms", ("stop_ms",), True),
+        ("allocs_per_req", "allocs/request", "n", ("allocs", "per_request"), True),
+        ("allocs_per_pipelined_req", "allocs/pipelined request", "n",
+         ("allocs", "per_pipelined_request"), True),
+        ("allocs_per_conn", "allocs/connection", "n", ("allocs", "per_connection"), True),
     ]
     return out
 
@@ -500,6 +585,72 @@ def summarise(rounds, names):
     return summary
 
 
+def ratio_median(rounds, a, b, path):
+    """Median over rounds of a's figure / b's figure from the same round."""
+    rs = []
+    for rnd in rounds:
+        ra, rb = rnd.get(a), rnd.get(b)
+        if isinstance(ra, dict) and isinstance(rb, dict):
+            va, vb = pick(ra, path), pick(rb, path)
+            if va is not None and vb:
+                rs.append(va / vb)
+    return median(rs)
+
+
+def target_checks(rounds, summary, name):
+    """Issue 5's targets for one lameduck build: (target, measured, met or None if unmeasured)."""
+    out = []
+    p16 = f"p{PIPELINE_DEPTH}"
+
+    def vs(other, path, limit, text, fmt_r="{:.2f}×", ge=False):
+        if other not in summary and other != name:
+            return
+        r = ratio_median(rounds, name, other, path)
+        met = None if r is None else (r >= limit if ge else r <= limit)
+        out.append((text, "–" if r is None else fmt_r.format(r), met))
+
+    def absolute(key, limit, text, unit):
+        v = summary[name].get(key, {}).get("median")
+        out.append((text, "–" if v is None else f"{fmt(v, unit)} {unit}", None if v is None
+                    else v <= limit))
+
+    if "c64" in PROFILES:
+        vs("nginx", ("c64", "cpu_us_per_req"), 1.0, "c64 CPU/req ≤ nginx's")
+        vs("hyper", ("c64", "cpu_us_per_req"), 1.0, "c64 CPU/req ≤ hyper's")
+        vs("floor", ("c64", "cpu_us_per_req"), 1.05, "c64 CPU/req within 5 % of the floor")
+    if p16 in PROFILES:
+        vs("nginx", (p16, "rps"), 8.0, f"{p16} req/s ≥ 8× nginx's", ge=True)
+        if "actix" in summary:
+            r = ratio_median(rounds, "actix", name, (p16, "cpu_us_per_req"))
+            out.append((f"{p16} CPU efficiency ≥ 1.5× actix's",
+                        "–" if r is None else f"{r:.2f}×", None if r is None else r >= 1.5))
+    absolute("idle_rss_kib", 512, "idle RSS ≤ 0.5 MiB", "KiB")
+    absolute("peak_rss_kib", 2048, "peak RSS after load ≤ 2 MiB", "KiB")
+    absolute("bytes_per_idle_conn", 1024, "≤ 1 KiB per idle keep-alive connection", "B")
+    absolute("stop_ms", 2.5, "SIGTERM → exit ≤ 2.5 ms (no connections, no delay)", "ms")
+    v = summary[name].get("allocs_per_req", {}).get("median")
+    if v is not None:
+        out.append(("no heap allocation per request (keep-alive; pipelined)",
+                    f"{v:.2f}; {summary[name]['allocs_per_pipelined_req']['median']:.2f}",
+                    v < 0.01 and summary[name]["allocs_per_pipelined_req"]["median"] < 0.01))
+    return out
+
+
+def elf_has_interp(path):
+    """Whether a 64-bit little-endian ELF file asks for a dynamic loader (PT_INTERP)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:
+            return True  # not ELF64: assume dynamic, so nothing static-only is claimed
+        phoff = int.from_bytes(head[0x20:0x28], "little")
+        phentsize = int.from_bytes(head[0x36:0x38], "little")
+        phnum = int.from_bytes(head[0x38:0x3a], "little")
+        f.seek(phoff)
+        table = f.read(phentsize * phnum)
+    return any(int.from_bytes(table[i:i + 4], "little") == 3  # PT_INTERP
+               for i in range(0, len(table), phentsize))
+
+
 def binary_info(path):
     """Stripped size (strip a copy) and whether the file is statically linked."""
     info = {"path": path}
@@ -510,8 +661,7 @@ def binary_info(path):
         subprocess.run(["strip", str(tmp)], check=True, capture_output=True)
         info["stripped_bytes"] = tmp.stat().st_size
         info["file_bytes"] = Path(real).stat().st_size
-        desc = subprocess.run(["file", "-b", real], capture_output=True, text=True).stdout
-        info["static"] = "statically linked" in desc or "static-pie" in desc
+        info["static"] = not elf_has_interp(real)
         tmp.unlink()
     except (OSError, subprocess.CalledProcessError) as e:
         info["error"] = str(e)
@@ -531,6 +681,8 @@ def fmt(v, unit):
     if unit == "µs":
         return f"{v:.2f}"
     if unit == "ms":
+        return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
+    if unit == "n":
         return f"{v:.2f}" if v < 100 else f"{v:,.0f}"
     return f"{v}"
 
@@ -599,6 +751,29 @@ def write_markdown(path, meta, summary, names, bins, errors, failures):
                  f"{cell(s, 'idle_rss_anon_kib', 'KiB')} | {cell(s, 'peak_rss_kib', 'KiB')} | "
                  f"{cell(s, 'rss_after_load_kib', 'KiB')} | {cell(s, 'bytes_per_idle_conn', 'B')} | "
                  f"{cell(s, 'stop_ms', 'ms')} | {size_s} |")
+    if any(summary[n]["allocs_per_req"]["median"] is not None for n in names):
+        L.append("\n## Heap allocations (round 1)\n")
+        L.append(f"Calls to malloc, calloc, realloc and the aligned variants, counted by an "
+                 f"LD_PRELOAD shim (`alloc/alloccount.c`) around {ALLOC_REQS:,} sequential "
+                 f"keep-alive requests, the same number pipelined {PIPELINE_DEPTH} deep, and "
+                 f"{max(1, ALLOC_REQS // 10):,} one-request connections. Static builds and Go "
+                 f"(its own allocator) are not covered.\n")
+        L.append("| server | per request | per pipelined request | per connection |")
+        L.append("|---|--:|--:|--:|")
+        for name in names:
+            s = summary[name]
+            if s["allocs_per_req"]["median"] is None:
+                continue
+            L.append(f"| {name} | {cell(s, 'allocs_per_req', 'n')} | "
+                     f"{cell(s, 'allocs_per_pipelined_req', 'n')} | "
+                     f"{cell(s, 'allocs_per_conn', 'n')} |")
+    for name in [n for n in names if n.startswith("lameduck")]:
+        checks = target_checks(meta["_rounds"], summary, name)
+        L.append(f"\n## Issue 5 targets: {name}\n")
+        L.append("| target | measured (median) | met |")
+        L.append("|---|--:|:-:|")
+        for text, measured, met in checks:
+            L.append(f"| {text} | {measured} | {'–' if met is None else 'yes' if met else 'no'} |")
     L.append("\n## Servers\n")
     for name in names:
         L.append(f"- **{name}**: {SERVERS[name]['what']}.")
@@ -732,6 +907,9 @@ def main():
         "meta": meta,
         "servers": {n: {"what": SERVERS[n]["what"], "binary": bins[n], "figures": summary[n]}
                     for n in names},
+        "targets": {n: [{"target": t, "measured": m, "met": ok}
+                        for t, m, ok in target_checks(rounds, summary, n)]
+                    for n in names if n.startswith("lameduck")},
         "rounds": rounds,
         "failures": {f"{k[0]} {k[1]}": v for k, v in failures.items()},
     }, indent=1, default=str) + "\n")
