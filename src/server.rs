@@ -117,8 +117,8 @@ struct Runtime<H> {
     limits: Limits,
     next_heartbeat: Instant,
     next_sweep: Instant,
-    /// Set when accepting stopped at `max_conns` or for lack of descriptors.
-    accept_paused: bool,
+    /// Whether (and why) accepting has stopped.
+    accept_pause: AcceptPause,
     accept_retry_at: Option<Instant>,
     signal_at: Option<Instant>,
     stats: Stats,
@@ -182,7 +182,7 @@ impl Server {
             },
             next_heartbeat: now,
             next_sweep: now + SWEEP_INTERVAL,
-            accept_paused: false,
+            accept_pause: AcceptPause::No,
             accept_retry_at: None,
             signal_at: None,
             stats: Stats::default(),
@@ -350,12 +350,12 @@ impl Server {
             if self.conns.len() >= self.config.max_conns {
                 // Stop accepting rather than accept-and-drop: waiting clients stay in the listen
                 // backlog and are taken as soon as a connection closes.
-                rt.accept_paused = true;
+                set_pause(rt, AcceptPause::AtLimit, self.conns.len(), None);
                 return;
             }
             match listener.accept() {
                 Ok((stream, _peer)) => {
-                    rt.accept_paused = false;
+                    set_pause(rt, AcceptPause::No, self.conns.len(), None);
                     rt.stats.accepted += 1;
                     // Responses are written whole, in one write; Nagle would only delay them.
                     let _ = stream.set_nodelay(true);
@@ -374,20 +374,20 @@ impl Server {
                         self.conns.remove(index);
                     }
                 }
-                Err(e) if would_block(&e) => return,
+                Err(e) if would_block(&e) => {
+                    set_pause(rt, AcceptPause::No, self.conns.len(), None);
+                    return;
+                }
                 Err(e) if interrupted(&e) || aborted(&e) => continue,
                 Err(e) if out_of_descriptors(&e) => {
                     // Existing connections keep being served; new ones wait in the backlog.
-                    rt.accept_paused = true;
-                    rt.accept_retry_at = Some(rt.now + ACCEPT_BACKOFF);
-                    log::event(
-                        Level::Warn,
-                        "accept_paused",
-                        &[
-                            ("error", e.to_string().as_str().into()),
-                            ("open", self.conns.len().into()),
-                        ],
+                    set_pause(
+                        rt,
+                        AcceptPause::OutOfDescriptors,
+                        self.conns.len(),
+                        Some(&e),
                     );
+                    rt.accept_retry_at = Some(rt.now + ACCEPT_BACKOFF);
                     return;
                 }
                 Err(e) => {
@@ -520,7 +520,7 @@ impl Server {
                 if let Some(mut conn) = self.conns.remove(index) {
                     let _ = self.poll.registry().deregister(conn.stream_mut());
                 }
-                if rt.accept_paused && rt.accept_retry_at.is_none() {
+                if rt.accept_pause != AcceptPause::No && rt.accept_retry_at.is_none() {
                     // A slot is free again: take the next client from the backlog.
                     self.accept(rt);
                 }
@@ -602,6 +602,44 @@ struct Counts {
     active: usize,
     idle: usize,
     closing: usize,
+}
+
+/// Why the loop is not accepting new connections right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AcceptPause {
+    No,
+    /// `--max-conns` connections are open.
+    AtLimit,
+    /// `accept` failed with EMFILE/ENFILE (or the kernel is out of buffers); retried after
+    /// [`ACCEPT_BACKOFF`] or when a connection closes.
+    OutOfDescriptors,
+}
+
+/// Records a change of accept state, with one log line per change (not per retry: a server out
+/// of descriptors retries ten times a second and must not flood its log).
+fn set_pause<H>(rt: &mut Runtime<H>, pause: AcceptPause, open: usize, error: Option<&io::Error>) {
+    if rt.accept_pause == pause {
+        return;
+    }
+    rt.accept_pause = pause;
+    let error = error.map(ToString::to_string).unwrap_or_default();
+    match pause {
+        AcceptPause::No => log::event(Level::Info, "accept_resumed", &[("open", open.into())]),
+        AcceptPause::AtLimit => log::event(
+            Level::Warn,
+            "accept_paused",
+            &[("reason", "max_conns".into()), ("open", open.into())],
+        ),
+        AcceptPause::OutOfDescriptors => log::event(
+            Level::Warn,
+            "accept_paused",
+            &[
+                ("reason", "out_of_descriptors".into()),
+                ("error", error.as_str().into()),
+                ("open", open.into()),
+            ],
+        ),
+    }
 }
 
 fn would_block(e: &io::Error) -> bool {

@@ -292,3 +292,12 @@ fn idle_keep_alive_connection_is_closed_at_the_idle_timeout() {
         "not before the timeout"
     );
 }
+
+#[test]
+fn options_asterisk_says_what_the_server_allows() {
+    let server = Lameduck::start(&[]);
+    let response = request(server.addr, b"OPTIONS * HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("allow"), Some("GET, HEAD"));
+    assert_eq!(response.header("content-length"), Some("0"));
+}
