@@ -16,6 +16,7 @@ pub enum Level {
 }
 
 /// A value in a logfmt pair: quoted when it holds spaces, quotes or `=`.
+#[derive(Clone, Copy, Debug)]
 pub enum Value<'a> {
     Str(&'a str),
     Num(u64),

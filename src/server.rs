@@ -272,7 +272,7 @@ impl Server {
         }
         if let Phase::Announce { until } = rt.phase {
             if now >= until {
-                self.start_drain(rt);
+                self.start_drain(rt, "delay_over");
             }
         }
         if now >= rt.next_sweep {
@@ -291,21 +291,11 @@ impl Server {
             return Some(Outcome::Drained);
         }
         if rt.now >= deadline {
-            let counts = self.counts();
-            log::event(
+            let timeout = config::show(self.config.drain_timeout);
+            self.log_phase(
                 Level::Warn,
                 "force",
-                &[
-                    ("open", self.conns.len().into()),
-                    ("active", counts.active.into()),
-                    ("idle", counts.idle.into()),
-                    ("new", counts.new.into()),
-                    ("closing", counts.closing.into()),
-                    (
-                        "drain_timeout",
-                        config::show(self.config.drain_timeout).as_str().into(),
-                    ),
-                ],
+                &[("drain_timeout", timeout.as_str().into())],
             );
             self.conns.clear();
             self.log_exit(rt, Outcome::Forced);
@@ -411,13 +401,10 @@ impl Server {
             if rt.phase != Phase::Serving {
                 // The operator (or a second Ctrl-C) insists: stop now. Exit code 1 says
                 // the stop was not clean.
-                log::event(
+                self.log_phase(
                     Level::Warn,
                     "interrupted",
-                    &[
-                        ("signal", signal.name().into()),
-                        ("open", self.conns.len().into()),
-                    ],
+                    &[("signal", signal.name().into())],
                 );
                 self.log_exit(rt, Outcome::Interrupted);
                 return Some(Outcome::Interrupted);
@@ -428,29 +415,26 @@ impl Server {
                     rt.phase = Phase::Announce {
                         until: rt.now + self.config.shutdown_delay,
                     };
-                    log::event(
+                    let delay = config::show(self.config.shutdown_delay);
+                    self.log_phase(
                         Level::Info,
                         "announce",
                         &[
                             ("signal", signal.name().into()),
-                            (
-                                "delay",
-                                config::show(self.config.shutdown_delay).as_str().into(),
-                            ),
-                            ("open", self.conns.len().into()),
+                            ("delay", delay.as_str().into()),
                         ],
                     );
                 }
                 // SIGINT is a person at a terminal: skip the lame-duck delay.
-                Signal::Term | Signal::Int => self.start_drain(rt),
+                Signal::Term | Signal::Int => self.start_drain(rt, signal.name()),
             }
         }
         None
     }
 
     /// DRAIN: take what is queued in the backlog, close the listener, close idle connections
-    /// gently, and let the active ones finish.
-    fn start_drain<H>(&mut self, rt: &mut Runtime<H>)
+    /// gently, and let the active ones finish. `after` says what started it (for the log).
+    fn start_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str)
     where
         H: FnMut(&Request<'_>) -> Response,
     {
@@ -465,20 +449,14 @@ impl Server {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let counts = self.counts();
-        log::event(
+        let timeout = config::show(self.config.drain_timeout);
+        self.log_phase(
             Level::Info,
             "drain",
             &[
-                ("open", self.conns.len().into()),
-                ("active", counts.active.into()),
-                ("idle", counts.idle.into()),
-                ("new", counts.new.into()),
+                ("after", after.into()),
                 ("backlog_accepted", rt.stats.backlog_accepted.into()),
-                (
-                    "timeout",
-                    config::show(self.config.drain_timeout).as_str().into(),
-                ),
+                ("timeout", timeout.as_str().into()),
             ],
         );
         self.sweep(rt);
@@ -579,6 +557,21 @@ impl Server {
             };
             self.apply(index, verdict, rt);
         }
+    }
+
+    /// Logs a phase change: the connections by state (what an operator needs to see why a
+    /// shutdown took as long as it did), then `extra`.
+    fn log_phase(&self, level: Level, event: &str, extra: &[(&str, log::Value<'_>)]) {
+        let counts = self.counts();
+        let mut pairs = vec![
+            ("open", self.conns.len().into()),
+            ("new", counts.new.into()),
+            ("active", counts.active.into()),
+            ("idle", counts.idle.into()),
+            ("closing", counts.closing.into()),
+        ];
+        pairs.extend_from_slice(extra);
+        log::event(level, event, &pairs);
     }
 
     /// Connections per state, for the log lines.
