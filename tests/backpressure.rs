@@ -1,68 +1,21 @@
 //! The connection state machine (`conn::Connection`, the code the server runs) under output
-//! backpressure, over an in-memory transport: the socket's room for output is set per turn, so
-//! the moments at which output backs up are exact instead of left to the kernel's buffers.
+//! backpressure, over the in-memory transport of tests/support/memory.rs: the socket's room for
+//! output is set per turn, so the moments at which output backs up are exact instead of left to
+//! the kernel's buffers.
 //!
 //! These are deterministic versions of what the `session` fuzz target checks at random: how fast
 //! a client reads its responses must never change what it is told.
 
-use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+mod support;
 
-use lameduck::codec::{HeadLimits, Request, Response};
-use lameduck::conn::{Connection, Context, Limits, Scratch, Transport, Verdict};
+use std::time::Instant;
+
+use lameduck::codec::{Request, Response};
+use lameduck::conn::{Connection, Limits, Scratch, Verdict};
 use lameduck::routes::default_handler;
+use support::memory::{self, Memory};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
-
-/// A socket in memory: what the client sent, whether it has half-closed, and what the server
-/// wrote, with a budget of bytes the socket will take before a write would block.
-#[derive(Default)]
-struct Memory {
-    sent: Vec<u8>,
-    read_at: usize,
-    eof: bool,
-    written: Vec<u8>,
-    room: usize,
-}
-
-impl Read for Memory {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = &self.sent[self.read_at..];
-        if left.is_empty() {
-            return if self.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = left.len().min(buf.len());
-        buf[..n].copy_from_slice(&left[..n]);
-        self.read_at += n;
-        Ok(n)
-    }
-}
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = buf.len().min(self.room);
-        if n == 0 && !buf.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.room -= n;
-        self.written.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Memory {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
 
 struct Session {
     conn: Connection<Memory>,
@@ -73,41 +26,22 @@ struct Session {
 
 impl Session {
     fn new() -> Session {
-        let limits = Limits {
-            head: HeadLimits {
-                max_head_bytes: 8192,
-                max_target_bytes: 4096,
-            },
-            max_body: 1 << 20,
-            header_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(75),
-            health_path: "/health".to_string(),
-        };
         Session {
             conn: Connection::new(Memory::default(), Instant::now()),
             scratch: Scratch::new(64 * 1024),
-            limits,
+            limits: memory::limits(),
             open: true,
         }
     }
 
     /// One readiness event, with `room` more bytes of output the socket will take.
     fn turn(&mut self, room: usize, read_closed: bool) {
-        let stream = self.conn.stream_mut();
-        stream.room = stream.room.saturating_add(room);
+        self.conn.stream_mut().give_room(room);
         if !self.open {
             return;
         }
         let mut handler: fn(&Request<'_>) -> Response = default_handler;
-        let mut ctx = Context {
-            now: Instant::now(),
-            date: b"Thu, 01 Jan 1970 00:00:00 GMT",
-            keep_alive: true,
-            ready: true,
-            draining: false,
-            limits: &self.limits,
-            handler: &mut handler,
-        };
+        let mut ctx = memory::context(&self.limits, Instant::now(), &mut handler);
         if self.conn.on_ready(&mut self.scratch, &mut ctx, read_closed) == Verdict::Close {
             self.open = false;
         }
@@ -127,7 +61,7 @@ fn every_pipelined_request_is_answered_at_any_read_pace() {
     const REQUESTS: usize = 3000;
     for room in [usize::MAX, 100_000, 4096, 1000, 1] {
         let mut session = Session::new();
-        session.conn.stream_mut().sent = GET.repeat(REQUESTS);
+        session.conn.stream_mut().arrive(&GET.repeat(REQUESTS));
         for _ in 0..100_000 {
             session.turn(room, false);
             if session.conn.stream_mut().read_at == REQUESTS * GET.len()
@@ -160,7 +94,7 @@ fn every_pipelined_request_is_answered_at_any_read_pace() {
 fn requests_before_a_half_close_are_all_answered_under_backpressure() {
     const REQUESTS: usize = 3000;
     let mut session = Session::new();
-    session.conn.stream_mut().sent = GET.repeat(REQUESTS);
+    session.conn.stream_mut().arrive(&GET.repeat(REQUESTS));
     session.conn.stream_mut().eof = true;
     // The client reads 1 000 bytes per turn until the server has read every request...
     while session.conn.stream_mut().read_at < REQUESTS * GET.len() {

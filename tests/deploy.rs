@@ -10,10 +10,8 @@
 
 #[path = "deploy/manifest.rs"]
 mod manifest;
-#[path = "deploy/process.rs"]
-mod process;
+mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -21,7 +19,7 @@ use manifest::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, GRACE_MARGIN, Manifest,
     dockerfile_final_stage, dockerfile_instruction, exec_form, flag, parse_duration, with_flag,
 };
-use process::{PROMPT, Server};
+use support::{Lameduck, PROMPT, TempDir, get, request, run_command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lameduck");
 
@@ -227,8 +225,9 @@ fn dockerfile_ships_only_the_binary_and_tmp_from_scratch() {
 #[test]
 fn manifest_args_and_probe_command_work_with_the_real_binary() {
     let m = Manifest::load();
-    let dir = scratch_dir("manifest-args");
+    let dir = TempDir::new();
     let live_file = dir
+        .path()
         .join("lameduck.live")
         .to_str()
         .expect("UTF-8 path")
@@ -240,17 +239,19 @@ fn manifest_args_and_probe_command_work_with_the_real_binary() {
     let args = with_flag(&args, "--live-file", &live_file);
     let mut command = Command::new(BIN);
     command.args(&args).env_clear();
-    let mut server = Server::spawn(command).expect("spawn lameduck");
-    let addr = server.listening_addr();
+    let mut server = Lameduck::spawn(command, &live_file).expect("spawn lameduck");
 
-    let health = process::get(addr, m.container().str("readinessProbe.httpGet.path"));
+    let health = request(
+        server.addr,
+        &get(m.container().str("readinessProbe.httpGet.path")),
+    );
     assert_eq!(health.status, 200, "{health:?}");
 
     let probe = || {
         let argv = with_flag(&m.liveness_command(), "--live-file", &live_file);
         let mut command = Command::new(BIN);
         command.args(&argv[1..]).env_clear();
-        process::run(command, PROMPT)
+        run_command(command, PROMPT)
     };
     let live = probe();
     assert!(live.status.success(), "live while serving: {live:?}");
@@ -268,7 +269,6 @@ fn manifest_args_and_probe_command_work_with_the_real_binary() {
         1,
         "one-line reason: {reason:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The container port the server listens on (`--port`, default 8080).
@@ -306,13 +306,4 @@ fn named_port(m: &Manifest, port: &str) -> u16 {
         .u64("containerPort")
         .try_into()
         .expect("port fits u16")
-}
-
-/// A fresh, empty directory under Cargo's per-target scratch space.
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
 }

@@ -16,8 +16,7 @@
 
 #[path = "deploy/manifest.rs"]
 mod manifest;
-#[path = "deploy/process.rs"]
-mod process;
+mod support;
 
 use std::ffi::CString;
 use std::io::{self, Write};
@@ -30,7 +29,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use manifest::{Manifest, dockerfile_final_stage, dockerfile_instruction, exec_form, with_flag};
-use process::{PROMPT, Server, field};
+use support::{Lameduck, PROMPT, field, get, request, run_command};
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
 /// A cold release build with LTO of the whole dependency tree.
@@ -82,7 +81,10 @@ fn scratch_root_serves_probes_and_drains_as_non_root() {
     // The manifest's argv, on an ephemeral loopback port (we share this machine).
     let args = with_flag(&m.args(), "--port", "0");
     let args = with_flag(&args, "--addr", "127.0.0.1");
-    let mut server = match Server::spawn(root.command(&entrypoint[0], &args, uid, gid)) {
+    // The liveness file, as seen from outside the root.
+    let live_file = root.path.join(m.server_live_file().trim_start_matches('/'));
+    let command = root.command(&entrypoint[0], &args, uid, gid);
+    let mut server = match Lameduck::spawn(command, &live_file) {
         Ok(server) => server,
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
             skip(&format!(
@@ -92,7 +94,6 @@ fn scratch_root_serves_probes_and_drains_as_non_root() {
         }
         Err(e) => panic!("spawn the server in {}: {e}", root.path.display()),
     };
-    let addr = server.listening_addr();
 
     // It really runs as the non-root uid, and wrote nothing but its liveness file, in /tmp.
     let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
@@ -106,9 +107,8 @@ fn scratch_root_serves_probes_and_drains_as_non_root() {
         uids.split_whitespace().skip(1).all(|id| id == uid_text),
         "real/effective/saved/fs uid: {uids}"
     );
-    let live_file = root.path.join(m.server_live_file().trim_start_matches('/'));
     assert_eq!(
-        std::fs::metadata(&live_file)
+        std::fs::metadata(&server.live_file)
             .expect("liveness file exists")
             .uid(),
         uid
@@ -116,32 +116,35 @@ fn scratch_root_serves_probes_and_drains_as_non_root() {
     assert_eq!(root.entries(), ["lameduck", "tmp", "tmp/lameduck.live"]);
 
     // Served from outside the root, over loopback.
-    let hello = process::get(addr, "/");
+    let hello = request(server.addr, &get("/"));
     assert_eq!(
-        (hello.status, hello.body.as_str()),
-        (200, "Hello, World!"),
+        (hello.status, hello.body.as_slice()),
+        (200, &b"Hello, World!"[..]),
         "{hello:?}"
     );
-    let ready = process::get(addr, m.container().str("readinessProbe.httpGet.path"));
+    let ready = request(
+        server.addr,
+        &get(m.container().str("readinessProbe.httpGet.path")),
+    );
     assert_eq!(ready.status, 200, "{ready:?}");
 
     // The livenessProbe, exactly as the kubelet would exec it, inside the same root.
     let probe = || {
         let argv = m.liveness_command();
-        process::run(root.command(&argv[0], &argv[1..], uid, gid), PROMPT)
+        run_command(root.command(&argv[0], &argv[1..], uid, gid), PROMPT)
     };
     let live = probe();
     assert!(live.status.success(), "live while serving: {live:?}");
 
     // What Kubernetes does on scale-down or rollout: SIGTERM, then the lame-duck phase.
     server.signal(libc::SIGTERM);
-    server.wait_for_event("announce", PROMPT);
-    let lame = process::get(addr, "/health");
+    server.wait_for("event=announce");
+    let lame = request(server.addr, &get("/health"));
     assert_eq!(
         lame.status, 503,
         "readiness during the lame-duck delay: {lame:?}"
     );
-    let still = process::get(addr, "/");
+    let still = request(server.addr, &get("/"));
     assert_eq!(
         still.status, 200,
         "still serving during the lame-duck delay: {still:?}"
@@ -324,7 +327,7 @@ fn build_musl() -> Result<PathBuf, String> {
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS");
-    let out = process::run(cargo, BUILD_TIMEOUT);
+    let out = run_command(cargo, BUILD_TIMEOUT);
     assert!(
         out.status.success(),
         "cargo build --release --target {MUSL} failed:\n{}",

@@ -24,12 +24,17 @@
 
 #![no_main]
 
-use std::io::{self, Read, Write};
-use std::time::{Duration, Instant};
+/// The in-memory socket, shared with tests/backpressure.rs and tests/allocations.rs (this crate
+/// cannot depend on the root crate's tests, so the file is included by path).
+#[path = "../../tests/support/memory.rs"]
+mod memory;
+
+use std::time::Instant;
 
 use lameduck::codec::{HeadLimits, Request, Response};
-use lameduck::conn::{Connection, Context, Limits, Scratch, Transport, Verdict};
+use lameduck::conn::{Connection, Limits, Scratch, Verdict};
 use libfuzzer_sys::fuzz_target;
+use memory::Memory;
 
 /// Whether the replay may deliver the client's EOF while responses are backed up. With it on,
 /// this target found within seconds that conn.rs dropped the requests it had read but not yet
@@ -38,78 +43,8 @@ use libfuzzer_sys::fuzz_target;
 /// A switch so that a bug found here can be fenced off while it is fixed, without losing the rest.
 const EOF_UNDER_BACKPRESSURE: bool = true;
 
-/// A fixed `Date`, so the two plays' outputs can be compared byte for byte.
-const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
-
 /// Statuses the server may send with this target's handler.
 const STATUSES: &[u16] = &[100, 200, 405, 400, 408, 413, 414, 417, 431, 501, 505];
-
-/// A socket in memory: the client's bytes that have "arrived", and what the server wrote.
-struct Memory {
-    arrived: Vec<u8>,
-    read_at: usize,
-    /// The client has shut down its side: reads past `arrived` return EOF.
-    eof: bool,
-    written: Vec<u8>,
-    /// Bytes the socket will still take before a write would block.
-    room: usize,
-    /// The server has shut down its write side.
-    shut: bool,
-}
-
-impl Memory {
-    fn new(room: usize) -> Memory {
-        Memory {
-            arrived: Vec::new(),
-            read_at: 0,
-            eof: false,
-            written: Vec::new(),
-            room,
-            shut: false,
-        }
-    }
-}
-
-impl Read for Memory {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = &self.arrived[self.read_at..];
-        if left.is_empty() {
-            return if self.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
-        }
-        let n = left.len().min(buf.len());
-        buf[..n].copy_from_slice(&left[..n]);
-        self.read_at += n;
-        Ok(n)
-    }
-}
-
-impl Write for Memory {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        assert!(!self.shut, "write after shutdown(Write)");
-        let n = buf.len().min(self.room);
-        if n == 0 && !buf.is_empty() {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.room -= n;
-        self.written.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Transport for Memory {
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shut = true;
-        Ok(())
-    }
-}
 
 /// A tiny deterministic generator for the cutting, seeded by the input.
 struct Cuts(u64);
@@ -157,29 +92,13 @@ impl Session {
         }
     }
 
-    fn context<'a>(
-        limits: &'a Limits,
-        now: Instant,
-        handler: &'a mut fn(&Request<'_>) -> Response,
-    ) -> Context<'a, fn(&Request<'_>) -> Response> {
-        Context {
-            now,
-            date: DATE,
-            keep_alive: true,
-            ready: true,
-            draining: false,
-            limits,
-            handler,
-        }
-    }
-
     /// A readiness event (possibly spurious).
     fn event(&mut self, read_closed: bool) {
         if !self.open {
             return;
         }
         let mut handler: fn(&Request<'_>) -> Response = handler;
-        let mut ctx = Session::context(&self.limits, self.now, &mut handler);
+        let mut ctx = memory::context(&self.limits, self.now, &mut handler);
         if self.conn.on_ready(&mut self.scratch, &mut ctx, read_closed) == Verdict::Close {
             self.open = false;
         }
@@ -192,14 +111,14 @@ impl Session {
         }
         self.now = self.conn.deadline(&self.limits).max(self.now);
         let mut handler: fn(&Request<'_>) -> Response = handler;
-        let mut ctx = Session::context(&self.limits, self.now, &mut handler);
+        let mut ctx = memory::context(&self.limits, self.now, &mut handler);
         if self.conn.on_timeout(&mut self.scratch, &mut ctx) == Verdict::Close {
             self.open = false;
         }
     }
 
     fn arrive(&mut self, bytes: &[u8]) {
-        self.conn.stream_mut().arrived.extend_from_slice(bytes);
+        self.conn.stream_mut().arrive(bytes);
     }
 
     fn close_client(&mut self) {
@@ -207,8 +126,7 @@ impl Session {
     }
 
     fn give_room(&mut self, n: usize) {
-        let stream = self.conn.stream_mut();
-        stream.room = stream.room.saturating_add(n);
+        self.conn.stream_mut().give_room(n);
     }
 
     /// Lets the socket take everything and delivers events until nothing changes any more.
@@ -294,23 +212,16 @@ fuzz_target!(|data: &[u8]| {
             input[i + 3] = b'X';
         }
     }
-    let limits = Limits {
-        head: if config & 1 == 0 {
-            HeadLimits {
-                max_head_bytes: 8192,
-                max_target_bytes: 4096,
-            }
-        } else {
-            HeadLimits {
-                max_head_bytes: 64,
-                max_target_bytes: 24,
-            }
-        },
-        max_body: if config & 2 == 0 { 1 << 20 } else { 16 },
-        header_timeout: Duration::from_secs(10),
-        idle_timeout: Duration::from_secs(75),
-        health_path: "/health".to_string(),
-    };
+    let mut limits = memory::limits();
+    if config & 1 != 0 {
+        limits.head = HeadLimits {
+            max_head_bytes: 64,
+            max_target_bytes: 24,
+        };
+    }
+    if config & 2 != 0 {
+        limits.max_body = 16;
+    }
     let client_closes = config & 4 != 0;
     let with_timeout = config & 8 != 0;
 

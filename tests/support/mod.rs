@@ -4,12 +4,17 @@
 //! Synchronisation is always by reading (a log line, a response, an EOF) or by waiting on the
 //! child, each with a hard timeout so a hung server fails the test instead of hanging CI. No test
 //! sleeps and hopes.
+//!
+//! [`memory`] is the other half: an in-memory socket for driving the connection state machine
+//! without a process.
 #![allow(dead_code)]
+
+pub mod memory;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
@@ -26,8 +31,10 @@ pub struct Lameduck {
     /// Every log line received so far (for assertions and failure messages).
     pub log: Vec<String>,
     pub addr: SocketAddr,
+    /// The liveness file, as the test sees it (outside any chroot).
     pub live_file: PathBuf,
-    _dir: TempDir,
+    /// The private directory [`Lameduck::start`] made for the liveness file, if it made one.
+    _dir: Option<TempDir>,
 }
 
 impl Lameduck {
@@ -48,15 +55,27 @@ impl Lameduck {
             .arg(&live_file)
             .args(args);
         configure(&mut command);
-        Lameduck::spawn(command, live_file, dir)
+        Lameduck::launch(command, live_file, Some(dir)).expect("spawn lameduck")
     }
 
-    fn spawn(mut command: Command, live_file: PathBuf, dir: TempDir) -> Lameduck {
+    /// Spawns a fully prepared `command` (its own argv, environment, `pre_exec`: for example the
+    /// binary confined by chroot(2) as another uid) that runs `lameduck serve` with a liveness
+    /// file at `live_file`, and waits for its `event=listening` line. A spawn error (a refused
+    /// `pre_exec`, say) is returned for the caller to judge.
+    pub fn spawn(command: Command, live_file: impl Into<PathBuf>) -> io::Result<Lameduck> {
+        Lameduck::launch(command, live_file.into(), None)
+    }
+
+    fn launch(
+        mut command: Command,
+        live_file: PathBuf,
+        dir: Option<TempDir>,
+    ) -> io::Result<Lameduck> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn lameduck");
+        let mut child = command.spawn()?;
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, lines) = mpsc::channel();
         thread::spawn(move || {
@@ -79,7 +98,7 @@ impl Lameduck {
         server.addr = field(&line, "addr")
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no addr in {line:?}"));
-        server
+        Ok(server)
     }
 
     pub fn pid(&self) -> libc::pid_t {
@@ -295,29 +314,56 @@ impl Drop for TempDir {
 /// Runs `lameduck ARGS` to completion (with a [`PROMPT`] hard timeout) and returns its exit
 /// code and stderr.
 pub fn run(args: &[&str]) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    command.args(args);
+    let output = run_command(command, PROMPT);
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs a prepared `command` (a probe, a build) to completion with no stdin, capturing its
+/// output. Past `limit` it is killed and the test fails.
+pub fn run_command(mut command: Command, limit: Duration) -> Output {
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command
         .spawn()
-        .expect("spawn lameduck");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    // Reading stderr to its end waits for the process (it closes stderr when it exits); the
-    // thread lets us bound that wait.
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let Ok(text) = rx.recv_timeout(PROMPT) else {
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    // Reading both pipes to their end waits for the process (it closes them when it exits); the
+    // threads let us bound that wait.
+    let stdout = read_to_end(child.stdout.take().expect("piped stdout"));
+    let stderr = read_to_end(child.stderr.take().expect("piped stderr"));
+    let deadline = Instant::now() + limit;
+    let collect = |pipe: Receiver<Vec<u8>>| {
+        pipe.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    };
+    let (Some(stdout), Some(stderr)) = (collect(stdout), collect(stderr)) else {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("lameduck {args:?} did not finish within {PROMPT:?}");
+        panic!("{command:?} did not finish within {limit:?}");
     };
     let status = child.wait().expect("wait");
-    (status.code().unwrap_or(-1), text)
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
+/// Reads `pipe` to its end on a thread; the bytes arrive on the returned channel.
+fn read_to_end(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx
 }
 
 /// Polls `condition` until it holds, failing after [`PROMPT`]. For state that changes on its own

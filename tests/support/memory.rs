@@ -1,0 +1,131 @@
+//! An in-memory socket for driving the real connection state machine (`conn::Connection`)
+//! without a kernel: the tests in tests/backpressure.rs and tests/allocations.rs, and the
+//! `session` fuzz target (which includes this file by path: it is a separate crate).
+//!
+//! The socket's room for output is set by the caller, so the moments at which output backs up
+//! are exact instead of left to the kernel's buffers.
+//!
+//! Nothing here allocates once its buffers have grown to a turn's size: tests/allocations.rs
+//! counts every allocation on its thread, so callers that replay turns clear `written` (which
+//! keeps its capacity) instead of letting it grow.
+#![allow(dead_code)]
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use lameduck::codec::HeadLimits;
+use lameduck::config::Config;
+use lameduck::conn::{Context, Limits, Transport};
+
+/// A fixed `Date` header value, so outputs can be compared byte for byte.
+pub const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
+
+/// A socket in memory: the client's bytes that have arrived, whether the client has
+/// half-closed, and what the server wrote, with a budget of bytes the socket will take before a
+/// write would block.
+#[derive(Default)]
+pub struct Memory {
+    /// The client's bytes that have arrived so far.
+    pub arrived: Vec<u8>,
+    /// How much of `arrived` the server has read.
+    pub read_at: usize,
+    /// The client has shut down its side: reads past `arrived` return EOF instead of blocking.
+    pub eof: bool,
+    /// What the server wrote.
+    pub written: Vec<u8>,
+    /// Bytes the socket will still take before a write would block.
+    pub room: usize,
+    /// The server has shut down its write side.
+    pub shut: bool,
+}
+
+impl Memory {
+    /// An empty socket that will take `room` bytes of output.
+    pub fn new(room: usize) -> Memory {
+        Memory {
+            room,
+            ..Memory::default()
+        }
+    }
+
+    /// More client bytes arrive.
+    pub fn arrive(&mut self, bytes: &[u8]) {
+        self.arrived.extend_from_slice(bytes);
+    }
+
+    /// The client reads `n` more bytes of output: the socket takes that many more.
+    pub fn give_room(&mut self, n: usize) {
+        self.room = self.room.saturating_add(n);
+    }
+}
+
+impl Read for Memory {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = &self.arrived[self.read_at..];
+        if left.is_empty() {
+            return if self.eof {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.read_at += n;
+        Ok(n)
+    }
+}
+
+impl Write for Memory {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        assert!(!self.shut, "write after shutdown(Write)");
+        let n = buf.len().min(self.room);
+        if n == 0 && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.room -= n;
+        self.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for Memory {
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shut = true;
+        Ok(())
+    }
+}
+
+/// The server's per-connection limits at the `Config` defaults (mapped as `Server::run` maps
+/// them), so these tests follow the defaults instead of restating them.
+pub fn limits() -> Limits {
+    let config = Config::default();
+    Limits {
+        head: HeadLimits {
+            max_head_bytes: config.max_header_bytes,
+            max_target_bytes: config.max_uri_bytes,
+        },
+        max_body: config.max_body,
+        header_timeout: config.header_timeout,
+        idle_timeout: config.idle_timeout,
+        health_path: config.health_path,
+    }
+}
+
+/// What one turn of a serving (not draining, ready, keep-alive) server tells a connection, with
+/// the fixed [`DATE`].
+pub fn context<'a, H>(limits: &'a Limits, now: Instant, handler: &'a mut H) -> Context<'a, H> {
+    Context {
+        now,
+        date: DATE,
+        keep_alive: true,
+        ready: true,
+        draining: false,
+        limits,
+        handler,
+    }
+}
