@@ -103,10 +103,7 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
     let server = Lameduck::start(&[]);
     // Plain 1.0: answered, then the server closes.
     let mut stream = server.connect();
-    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let text = support::exchange_until_close(&mut stream, b"GET / HTTP/1.0\r\n\r\n");
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
     assert!(text.ends_with("Hello, World!"), "{text}");
@@ -129,12 +126,10 @@ fn http_1_0_closes_unless_keep_alive_is_asked() {
 fn http_1_1_connection_close_is_honoured() {
     let server = Lameduck::start(&[]);
     let mut stream = server.connect();
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let text = support::exchange_until_close(
+        &mut stream,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1);
 }
@@ -204,11 +199,10 @@ fn malformed_request_gets_400_and_a_close_and_others_are_unharmed() {
     let mut bystander_reader = BufReader::new(bystander);
 
     let mut bad = server.connect();
-    bad.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n")
-        .unwrap();
-    let mut bytes = Vec::new();
-    bad.read_to_end(&mut bytes).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let text = support::exchange_until_close(
+        &mut bad,
+        b"GET / HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n",
+    );
     assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
     assert!(text.contains("Connection: close"), "{text}");
 
@@ -260,10 +254,7 @@ fn slow_head_gets_408_at_the_header_timeout() {
     let server = Lameduck::start(&["--header-timeout", "1s"]);
     let mut stream = server.connect();
     let started = std::time::Instant::now();
-    stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n").unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let text = support::exchange_until_close(&mut stream, b"GET / HTTP/1.1\r\nHost: t\r\n");
     assert!(
         text.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
         "{text}"

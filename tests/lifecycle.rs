@@ -116,12 +116,8 @@ fn pipelined_request_behind_the_draining_one_is_not_started() {
     server.signal(libc::SIGTERM);
     server.wait_for("event=drain");
     // The end of the first request and a whole second one, in one write.
-    stream
-        .write_all(b"\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut bytes = Vec::new();
-    stream.read_to_end(&mut bytes).unwrap();
-    let text = String::from_utf8_lossy(&bytes);
+    let text =
+        support::exchange_until_close(&mut stream, b"\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n");
     assert_eq!(
         text.matches("HTTP/1.1 ").count(),
         1,

@@ -375,3 +375,14 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Writes `raw` and reads until the server closes the connection; returns everything it sent,
+/// as text. For exchanges whose point is that the server closes (HTTP/1.0, errors, drain).
+pub fn exchange_until_close(stream: &mut TcpStream, raw: &[u8]) -> String {
+    stream.write_all(raw).expect("write request");
+    let mut bytes = Vec::new();
+    stream
+        .read_to_end(&mut bytes)
+        .expect("read until the server closes (EOF, not a reset)");
+    String::from_utf8_lossy(&bytes).into_owned()
+}
