@@ -705,18 +705,21 @@ def write_markdown(path, meta, summary, names, bins, errors, failures):
              f"Server pinned to CPU {SERVER_CPU}, wrk (1 thread) to CPU {CLIENT_CPU}{sched}. "
              f"{meta['rounds']} interleaved rounds × {meta['duration_s']:g} s per profile; each "
              f"cell is the median over rounds, and in brackets the median of the per-round ratio "
-             f"to **{BASELINE}** (same round). Lower is better except req/s.\n")
+             f"to **{BASELINE}** (same round). Lower is better except req/s. \"disturbed\" "
+             f"counts rounds in which neither server nor wrk reached 70 % CPU: another process "
+             f"had the cores, so that round's req/s and latency measure the machine.\n")
     for prof in PROFILES:
         conns, depth = ALL_PROFILES[prof]
         title = f"{conns} connections" + (f", pipelined {depth} deep" if depth > 1 else
                                           ", keep-alive, one request in flight each")
         L.append(f"\n## {prof}: {title}\n")
         if depth > 1:
-            L.append("| server | req/s | server CPU µs/req | CPU use server / wrk |")
-            L.append("|---|--:|--:|--:|")
+            L.append("| server | req/s | server CPU µs/req | CPU use server / wrk | disturbed |")
+            L.append("|---|--:|--:|--:|--:|")
         else:
-            L.append("| server | req/s | p50 ms | p99 ms | server CPU µs/req | CPU use server / wrk |")
-            L.append("|---|--:|--:|--:|--:|--:|")
+            L.append("| server | req/s | p50 ms | p99 ms | server CPU µs/req | CPU use server / wrk "
+                     "| disturbed |")
+            L.append("|---|--:|--:|--:|--:|--:|--:|")
         for name in names:
             s = summary[name]
             util_s = []
@@ -725,6 +728,11 @@ def write_markdown(path, meta, summary, names, bins, errors, failures):
                             for rnd in meta["_rounds"] if isinstance(rnd.get(name), dict)])
                 util_s.append(f"{u:.0%}" if u is not None else "–")
             util_s = " / ".join(util_s)
+            # Neither side near saturation: something else had the cores (see README).
+            disturbed = sum(1 for rnd in meta["_rounds"] if isinstance(rnd.get(name), dict)
+                            and (pick(rnd[name], (prof, "server_cpu_util")) or 1) < 0.7
+                            and (pick(rnd[name], (prof, "client_cpu_util")) or 1) < 0.7)
+            util_s += f" | {disturbed}/{len(meta['_rounds'])}" if disturbed else " | "
             err = errors.get((name, prof))
             tag = f" ⚠ {err} errors" if err else ""
             if depth > 1:
@@ -867,7 +875,7 @@ def main():
     global LOADAVG_AT_START
     LOADAVG_AT_START = Path("/proc/loadavg").read_text().split()[0]
     t_start = time.monotonic()
-    rounds, failures, errors = [], {}, {}
+    rounds, failures = [], {}
     for r in range(1, ROUNDS + 1):
         log(f"round {r}/{ROUNDS}")
         rnd = {}
@@ -877,9 +885,6 @@ def main():
             port = BASE_PORT + (r - 1) * 2 * len(SERVERS) + 2 * i  # fresh ports every round
             try:
                 rnd[name] = measure_server(name, r, port)
-                for prof, p in rnd[name]["profiles"].items():
-                    if p["errors"]:
-                        errors[(name, prof)] = errors.get((name, prof), 0) + p["errors"]
             except Exception as e:  # one server failing must not lose the others' results
                 log(f"    {name}: FAILED: {e}")
                 failures[(name, "start" if "at start" in str(e) or "health" in str(e)
@@ -888,7 +893,6 @@ def main():
         rounds.append(rnd)
     names = [n for n in names if any(isinstance(rnd.get(n), dict) and "error" not in rnd[n]
                                      for rnd in rounds)]
-    summary = summarise(rounds, names)
     bins = {n: binary_info(SERVERS[n]["bin"]) for n in names}
     meta = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -897,11 +901,26 @@ def main():
         "rounds": ROUNDS, "duration_s": DURATION, "warmup_s": WARMUP, "idle_conns": IDLE_CONNS,
         "profiles": {p: {"connections": ALL_PROFILES[p][0], "pipeline": ALL_PROFILES[p][1]}
                      for p in PROFILES},
+        "pipeline_depth": PIPELINE_DEPTH, "alloc_reqs": ALLOC_REQS,
         "server_cpu": SERVER_CPU, "client_cpu": CLIENT_CPU, "baseline": BASELINE,
         "sched": SCHED, "loadavg_at_start": LOADAVG_AT_START,
         "elapsed_s": round(time.monotonic() - t_start, 1),
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
     }
+    write_reports(meta, rounds, names, bins, {f"{k[0]} {k[1]}": v for k, v in failures.items()})
+    log(f"done in {meta['elapsed_s']:.0f} s: {OUT_DIR / 'results.md'}")
+    print((OUT_DIR / "results.md").read_text())
+
+
+def write_reports(meta, rounds, names, bins, failures):
+    """results.json, results.md and results.png from the raw per-round results."""
+    summary = summarise(rounds, names)
+    errors = {}
+    for rnd in rounds:
+        for name in names:
+            for prof, p in (rnd.get(name) or {}).get("profiles", {}).items():
+                if p.get("errors"):
+                    errors[(name, prof)] = errors.get((name, prof), 0) + p["errors"]
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     (OUT_DIR / "results.json").write_text(json.dumps({
         "meta": meta,
@@ -911,14 +930,37 @@ def main():
                         for t, m, ok in target_checks(rounds, summary, n)]
                     for n in names if n.startswith("lameduck")},
         "rounds": rounds,
-        "failures": {f"{k[0]} {k[1]}": v for k, v in failures.items()},
+        "failures": failures,
     }, indent=1, default=str) + "\n")
-    meta["_rounds"] = rounds
+    meta = dict(meta, _rounds=rounds)
+    failures = {tuple(k.split(" ", 1)): v for k, v in failures.items()}
     write_markdown(OUT_DIR / "results.md", meta, summary, names, bins, errors, failures)
     write_plot(summary, names)
-    log(f"done in {meta['elapsed_s']:.0f} s: {OUT_DIR / 'results.md'}")
+
+
+def report_only():
+    """REPORT_ONLY=1: redraw results.md / results.png (and the summary in results.json) from the
+    raw rounds already in results.json, e.g. after changing how the report looks."""
+    global PROFILES, IDLE_CONNS, BASELINE, SERVER_CPU, CLIENT_CPU, SCHED, ALLOC_REQS
+    global PIPELINE_DEPTH
+    data = json.loads((OUT_DIR / "results.json").read_text())
+    meta = data["meta"]
+    for prof, p in meta["profiles"].items():
+        ALL_PROFILES[prof] = (p["connections"], p["pipeline"])
+    PROFILES = list(meta["profiles"])
+    PIPELINE_DEPTH = meta.get("pipeline_depth", PIPELINE_DEPTH)
+    IDLE_CONNS, BASELINE = meta["idle_conns"], meta["baseline"]
+    SERVER_CPU, CLIENT_CPU = meta["server_cpu"], meta["client_cpu"]
+    SCHED, ALLOC_REQS = meta.get("sched", SCHED), meta.get("alloc_reqs", ALLOC_REQS)
+    TMP.mkdir(parents=True, exist_ok=True)
+    names = list(data["servers"])
+    bins = {n: data["servers"][n]["binary"] for n in names}
+    write_reports(meta, data["rounds"], names, bins, data.get("failures", {}))
     print((OUT_DIR / "results.md").read_text())
 
 
 if __name__ == "__main__":
-    main()
+    if os.environ.get("REPORT_ONLY", "0") not in ("", "0"):
+        report_only()
+    else:
+        main()

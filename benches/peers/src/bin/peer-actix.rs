@@ -6,6 +6,8 @@
 //! SIGTERM/SIGINT: actix-server's own graceful stop (stop accepting, wait for in-flight requests
 //! up to its 30 s shutdown timeout, exit). One worker thread serves; actix also runs a separate
 //! acceptor thread, pinned to the same core by the harness.
+use std::time::Duration;
+
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 async fn hello() -> HttpResponse {
@@ -35,6 +37,10 @@ async fn main() -> std::io::Result<()> {
     })
     .workers(1)
     .tcp_nodelay(true)
+    // actix closes a keep-alive connection after 5 s idle by default; the idle-connection memory
+    // test needs 10,000 connections to stay open while they are opened and measured, so use the
+    // 75 s that nginx and lameduck use.
+    .keep_alive(Duration::from_secs(75))
     .bind((host.as_str(), port))?
     .run()
     .await
