@@ -16,7 +16,8 @@ use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::codec::{
-    self, BodyDecoder, HeadLimits, Parse, Persistence, ProtocolError, Request, Response, Version,
+    self, BodyDecoder, Encoder, HeadLimits, Parse, Persistence, ProtocolError, Request, Response,
+    Version,
 };
 
 /// How long a half-closed connection keeps reading (and discarding) before it is closed.
@@ -80,7 +81,7 @@ pub enum Verdict {
 /// Buffers shared by every connection of one event loop.
 pub struct Scratch {
     input: Box<[u8]>,
-    output: Vec<u8>,
+    output: Encoder,
 }
 
 impl Scratch {
@@ -88,7 +89,7 @@ impl Scratch {
     pub fn new(input_len: usize) -> Self {
         Scratch {
             input: vec![0; input_len].into_boxed_slice(),
-            output: Vec::with_capacity(OUTPUT_HIGH_WATER),
+            output: Encoder::with_capacity(OUTPUT_HIGH_WATER),
         }
     }
 }
@@ -285,7 +286,7 @@ impl<S: Transport> Connection<S> {
             let (consumed, output_full) = self.process(&input[..len], output, ctx);
             input.copy_within(consumed..len, 0);
             len -= consumed;
-            self.write_out(output, ctx.now)?;
+            self.write_out(&mut output.bytes, ctx.now)?;
             // Responses held back by the output cap went out in full: answer the rest.
             more |= output_full && self.unsent.is_empty() && len > 0;
             if !more || !(self.may_read() || output_full) {
@@ -310,7 +311,7 @@ impl<S: Transport> Connection<S> {
     fn process<H>(
         &mut self,
         input: &[u8],
-        out: &mut Vec<u8>,
+        out: &mut Encoder,
         ctx: &mut Context<'_, H>,
     ) -> (usize, bool)
     where
@@ -318,7 +319,7 @@ impl<S: Transport> Connection<S> {
     {
         let mut at = 0;
         while self.state != State::Closing {
-            if out.len() + self.unsent.len() >= OUTPUT_HIGH_WATER {
+            if out.bytes.len() + self.unsent.len() >= OUTPUT_HIGH_WATER {
                 return (at, true);
             }
             if let Some(body) = &mut self.body {
@@ -366,7 +367,7 @@ impl<S: Transport> Connection<S> {
     }
 
     /// Answers one parsed request: the response goes out now, or after its body has been read.
-    fn answer<H>(&mut self, request: &Request<'_>, out: &mut Vec<u8>, ctx: &mut Context<'_, H>)
+    fn answer<H>(&mut self, request: &Request<'_>, out: &mut Encoder, ctx: &mut Context<'_, H>)
     where
         H: FnMut(&Request<'_>) -> Response,
     {
@@ -389,7 +390,7 @@ impl<S: Transport> Connection<S> {
             None => self.respond(&response, head_only, persistence, out, ctx.date),
             Some(body) => {
                 if request.expect_continue && request.version == Version::Http11 {
-                    out.extend_from_slice(codec::response::CONTINUE);
+                    out.bytes.extend_from_slice(codec::response::CONTINUE);
                 }
                 self.body = Some(body);
                 self.deferred = Some(Box::new(Deferred {
@@ -406,10 +407,10 @@ impl<S: Transport> Connection<S> {
         response: &Response,
         head_only: bool,
         persistence: Persistence,
-        out: &mut Vec<u8>,
+        out: &mut Encoder,
         date: &[u8],
     ) {
-        codec::encode(out, response, head_only, persistence, date);
+        out.encode(response, head_only, persistence, date);
         self.served += 1;
         if persistence == Persistence::Close {
             self.state = State::Closing;
@@ -420,7 +421,7 @@ impl<S: Transport> Connection<S> {
     ///
     /// An error answer to HEAD has no content either (RFC 9110 §9.3.2): the client reads none,
     /// so content would be taken for the start of the next response.
-    fn fail(&mut self, error: ProtocolError, head_only: bool, out: &mut Vec<u8>, date: &[u8]) {
+    fn fail(&mut self, error: ProtocolError, head_only: bool, out: &mut Encoder, date: &[u8]) {
         self.body = None;
         self.deferred = None;
         let response = Response::text(error.status(), format!("{error}\n"));
@@ -554,7 +555,7 @@ impl<S: Transport> Connection<S> {
                     &mut scratch.output,
                     ctx.date,
                 );
-                match self.write_out(&mut scratch.output, ctx.now) {
+                match self.write_out(&mut scratch.output.bytes, ctx.now) {
                     Ok(()) => self.settle(ctx),
                     Err(_) => Verdict::Close,
                 }
