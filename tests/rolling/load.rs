@@ -1,11 +1,23 @@
 //! Continuous HTTP load through the balancer, and the rule for what counts as a failed request.
 //!
-//! Two kinds of client threads run for the whole rolling update, back to back with no pause:
+//! Three kinds of client threads run for the whole rolling update:
 //!
-//! - **keep-alive** clients hold one connection and send `GET /` on it again and again, the way a
-//!   pooling HTTP client (Go's `net/http`, hyper, a browser) does;
+//! - **keep-alive** clients hold one connection and send `GET /` on it again and again, back to
+//!   back with no pause, the way a busy pooling HTTP client (Go's `net/http`, hyper) does. Their
+//!   connection is never idle for more than a loopback round trip, so it is never idle when a
+//!   server starts DRAIN: during the lame-duck window it gets `Connection: close` on its next
+//!   response instead.
 //! - **new-connection** clients open a fresh connection for every request (`Connection: close`),
 //!   the way a naive client or a health checker does. They are the ones that hit a closed listener.
+//! - **idle keep-alive** clients also reuse one connection, but *think* between requests (a random
+//!   pause, uniform in [`LoadConfig::think`]), the way a browser tab or a low-rate service client
+//!   does. They exist to put idle connections on the old server when its DRAIN starts, so that the
+//!   drain's gentle close of idle connections (half-close, then a lingering read) is exercised
+//!   through the balancer. A connection is idle at DRAIN only if its last request came before
+//!   SIGTERM (any request during the lame-duck window is answered with `Connection: close`) and its
+//!   next comes after DRAIN starts: the think time must sometimes be longer than the lame-duck
+//!   window, so the range reaches past `--shutdown-delay` on purpose. The pause is modelled
+//!   behaviour, not synchronisation; a stopping load wakes the thinkers at once (`unpark`).
 //!
 //! # What is a failure
 //!
@@ -18,15 +30,46 @@
 //!   stayed silent for [`REQUEST_TIMEOUT`] (`timeout`);
 //! - the response was complete but not `200` (`non200`).
 //!
-//! A keep-alive connection that the server ends **before** the next request is written is *not* a
-//! failure, because no request was lost and every pooling client handles it: either the last
-//! response said `Connection: close` (the client drops the connection, as HTTP requires), or the
-//! client finds the idle connection already closed when it checks it just before reuse (a
-//! non-blocking `peek` seeing EOF). Those are counted separately and reported. The check-then-write
-//! race is *not* forgiven: if the server closes the connection after the check but before the
-//! request lands, that request is a failure. Real clients retry such idempotent requests, but this
-//! harness does not, because a server that closes idle keep-alive connections while traffic still
-//! flows is exactly what it must catch. Nothing is retried, anywhere.
+//! # A connection closed by the server between two requests
+//!
+//! Both keep-alive kinds check a held connection just before reusing it, exactly like this:
+//! the socket is switched to non-blocking and `peek`ed for one byte (`recv(MSG_PEEK)`, which
+//! consumes nothing), then switched back. HAProxy in `mode tcp` forwards the server's half-close
+//! to the client as a FIN, and a FIN already received makes that `peek` return 0 at once.
+//!
+//! - `peek` returns 0 (EOF): the server closed the idle connection. Nothing has been written, so no
+//!   request is lost: the client drops the connection and sends its request on a new one. Counted
+//!   as **closed while idle, detected before reuse**, not a failure. A server may close an idle
+//!   persistent connection at any time, and clients must expect it (RFC 9112 §9.3.1, §9.5);
+//!   urllib3 does exactly this check (`is_connection_dropped`) before reusing a pooled connection.
+//! - `peek` fails (e.g. `ECONNRESET`): reset while idle. No request lost either, but a gentle close
+//!   is a FIN, never an RST, so it is counted and reported (and must be 0 in default mode).
+//! - `peek` returns bytes: the server sent something unrequested (e.g. a 408); dropped, counted.
+//! - `peek` would block: nothing has arrived, so the connection is taken to be open and the
+//!   request is written. **From that moment the request is committed**: anything but a complete
+//!   `200` is a failure. The request is lost if the server decided to close the connection
+//!   before it *read* the request: because the request and the server's FIN crossed in flight
+//!   (through HAProxy, both ways), or because the request already sat unread in the server's
+//!   receive buffer when the drain half-closed the connection. Either way the server, lingering,
+//!   reads and discards it, and the client reads EOF: counted under its kind (`eof`, or `reset`)
+//!   *and* as **closed under a written request**. This is the race RFC 9112 §9.5 describes (a
+//!   client starts a request as the server closes the "idle" connection); §9.3.1 lets a real
+//!   client retry such an idempotent `GET`, but this harness retries nothing, so every such
+//!   request is visible. Each one records how long the connection had been idle, how long passed
+//!   between the check and the write, and how long after the write the close arrived.
+//!
+//! A response carrying `Connection: close` ends the connection after it (the client drops it, as
+//! HTTP requires); that is counted too, and is not a failure.
+//!
+//! # Aimed mode (a measurement, not a test of zero downtime)
+//!
+//! With [`LoadConfig::aim`] set, the idle clients stop thinking at random: each holds an idle
+//! connection on the server that is about to be replaced, and when the harness sends SIGTERM
+//! ([`Load::aim`]) it fires its next request at the *expected DRAIN start* plus a random offset
+//! from the range, then reconnects (to the new server) and waits for the next SIGTERM. Every shot
+//! is recorded with its actual offset and what happened ([`Outcome`]): served before the drain
+//! (`Connection: close`), found closed before reuse, or closed under the written request. The
+//! share of the last kind, times the width of the range, is the width of the race window.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -93,6 +136,60 @@ impl Kind {
             _ => Kind::Other,
         }
     }
+
+    /// The connection ended under the request (as opposed to a timeout or a bad answer).
+    fn is_close(self) -> bool {
+        matches!(self, Kind::Eof | Kind::Reset)
+    }
+}
+
+/// The client population of a run.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadConfig {
+    /// Busy keep-alive clients (no pause between requests).
+    pub keepalive: usize,
+    /// New-connection-per-request clients.
+    pub newconn: usize,
+    /// Idle keep-alive clients (a think time between requests).
+    pub idle: usize,
+    /// The idle clients' think time is drawn uniformly from this range (inclusive).
+    pub think: (Duration, Duration),
+    /// Seeds the think times, so a run's client behaviour can be replayed (`ROLLING_SEED`).
+    pub seed: u64,
+    /// Aimed mode (see the module doc): shot offsets from the expected DRAIN start, in
+    /// microseconds, uniform in `[lo, hi]`. `None` for the ordinary thinking idle clients.
+    pub aim: Option<(i64, i64)>,
+}
+
+/// What happened to one request of a keep-alive client, seen from the connection it held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// No connection was held: the request went on a new one.
+    Fresh,
+    /// The held connection was found closed by the idle check; the request went on a new one.
+    ClosedBeforeReuse,
+    /// The held connection was found reset, or with unrequested bytes, by the idle check.
+    BadBeforeReuse,
+    /// Reused and answered with `Connection: close`: a lame-duck server served it.
+    ReusedToldClose,
+    /// Reused and answered, connection kept: a server that is not shutting down served it.
+    ReusedKept,
+    /// Reused, then closed (EOF or reset) under the written request: a failure.
+    ClosedUnderRequest,
+    /// Reused, then another failure (timeout, non-200, garbled).
+    ReusedFailed,
+}
+
+/// One shot of the aimed mode.
+#[derive(Clone, Copy, Debug)]
+pub struct Shot {
+    /// Which SIGTERM it aimed at (1 = the first replacement).
+    pub restart: u64,
+    /// When the idle check ran, relative to the expected DRAIN start (negative: before it).
+    pub offset_us: i64,
+    pub outcome: Outcome,
+    /// For a request closed under it: from the write to the EOF (or reset), in microseconds.
+    pub closed_after_write_us: Option<u64>,
 }
 
 /// One failed request.
@@ -100,30 +197,77 @@ impl Kind {
 pub struct Failure {
     /// When the request started, since the start of the load.
     pub at: Duration,
-    /// Which client thread ("ka-0", "nc-3").
+    /// Which client thread ("ka-0", "nc-3", "id-7").
     pub client: String,
     pub kind: Kind,
+    /// Written on a reused keep-alive connection that passed the idle check and then ended
+    /// under the request: "closed under a written request".
+    pub closed_under_request: bool,
     pub detail: String,
+}
+
+/// Counters of one kind of keep-alive client (busy or idle).
+#[derive(Default)]
+pub struct Persistent {
+    /// Requests answered with a complete 200.
+    pub ok: AtomicU64,
+    /// Connections opened.
+    pub conns: AtomicU64,
+    /// Requests written on a held connection after it passed the idle check.
+    pub reused: AtomicU64,
+    /// Held connections found closed (EOF) by the idle check: not failures, see the module doc.
+    pub closed_before_reuse: AtomicU64,
+    /// Held connections found reset by the idle check: not failures, but not gentle either.
+    pub reset_before_reuse: AtomicU64,
+    /// Held connections with unrequested bytes waiting (e.g. a 408): dropped.
+    pub unsolicited: AtomicU64,
+    /// Connections ended by a response's `Connection: close`.
+    pub told_close: AtomicU64,
+    /// Failed requests written on a reused connection that then ended (EOF or reset) before the
+    /// response was complete. Also counted by kind in [`Stats::failed`].
+    pub closed_under_request: AtomicU64,
+}
+
+/// A plain-number copy of [`Persistent`], for the report.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PersistentCounts {
+    pub ok: u64,
+    pub conns: u64,
+    pub reused: u64,
+    pub closed_before_reuse: u64,
+    pub reset_before_reuse: u64,
+    pub unsolicited: u64,
+    pub told_close: u64,
+    pub closed_under_request: u64,
+}
+
+impl Persistent {
+    pub fn snapshot(&self) -> PersistentCounts {
+        PersistentCounts {
+            ok: self.ok.load(Relaxed),
+            conns: self.conns.load(Relaxed),
+            reused: self.reused.load(Relaxed),
+            closed_before_reuse: self.closed_before_reuse.load(Relaxed),
+            reset_before_reuse: self.reset_before_reuse.load(Relaxed),
+            unsolicited: self.unsolicited.load(Relaxed),
+            told_close: self.told_close.load(Relaxed),
+            closed_under_request: self.closed_under_request.load(Relaxed),
+        }
+    }
 }
 
 /// Counters shared by all client threads.
 #[derive(Default)]
 pub struct Stats {
-    pub ok_keepalive: AtomicU64,
+    pub keepalive: Persistent,
+    pub idle: Persistent,
     pub ok_newconn: AtomicU64,
-    /// Failed requests, indexed like [`Kind::ALL`].
+    /// Failed requests of all clients, indexed like [`Kind::ALL`].
     pub failed: [AtomicU64; 6],
-    /// Connections opened by keep-alive clients (each one ended by `Connection: close` or by the peer).
-    pub keepalive_conns: AtomicU64,
-    /// Idle keep-alive connections found closed (EOF) before reuse: not failures, see the module doc.
-    pub idle_closed: AtomicU64,
-    /// Idle keep-alive connections found reset before reuse: not failures either, but a graceful
-    /// server should not produce them, so they are reported.
-    pub idle_reset: AtomicU64,
-    /// Idle keep-alive connections with unrequested bytes waiting (e.g. a 408): dropped, reported.
-    pub unsolicited: AtomicU64,
     /// The first [`MAX_RECORDED`] failures in full.
     pub failures: Mutex<Vec<Failure>>,
+    /// The aimed mode's shots.
+    pub shots: Mutex<Vec<Shot>>,
 }
 
 impl Stats {
@@ -132,7 +276,10 @@ impl Stats {
     }
 
     pub fn requests(&self) -> u64 {
-        self.ok_keepalive.load(Relaxed) + self.ok_newconn.load(Relaxed) + self.failed_total()
+        self.keepalive.ok.load(Relaxed)
+            + self.idle.ok.load(Relaxed)
+            + self.ok_newconn.load(Relaxed)
+            + self.failed_total()
     }
 
     pub fn failed_of(&self, kind: Kind) -> u64 {
@@ -144,12 +291,26 @@ impl Stats {
 struct Ctx {
     front: SocketAddr,
     t0: Instant,
+    think: (Duration, Duration),
     stop: AtomicBool,
     stats: Arc<Stats>,
+    /// Aimed mode: a generation number and the expected DRAIN start it announces.
+    aim: Mutex<(u64, Option<Instant>)>,
 }
 
 impl Ctx {
     fn fail(&self, client: &str, at: Duration, kind: Kind, detail: String) {
+        self.record(client, at, kind, false, detail);
+    }
+
+    fn record(
+        &self,
+        client: &str,
+        at: Duration,
+        kind: Kind,
+        closed_under_request: bool,
+        detail: String,
+    ) {
         self.stats.failed[kind as usize].fetch_add(1, Relaxed);
         let mut v = self
             .stats
@@ -161,8 +322,45 @@ impl Ctx {
                 at,
                 client: client.to_string(),
                 kind,
+                closed_under_request,
                 detail,
             });
+        }
+    }
+
+    /// The modelled think time: returns false if the load was stopped meanwhile. `Load::stop`
+    /// unparks every thread after setting `stop`, so a thinker never delays the end of a run.
+    fn think(&self, pause: Duration) -> bool {
+        self.wait_until(Instant::now() + pause)
+    }
+
+    /// Aimed mode: waits (parked; `Load::aim` and `Load::stop` unpark) for an aim newer than
+    /// generation `seen`. `None` once the load stops.
+    fn wait_aim(&self, seen: u64) -> Option<(u64, Instant)> {
+        loop {
+            if self.stop.load(Relaxed) {
+                return None;
+            }
+            if let (generation, Some(at)) = *self.aim.lock().unwrap_or_else(|p| p.into_inner()) {
+                if generation != seen {
+                    return Some((generation, at));
+                }
+            }
+            std::thread::park();
+        }
+    }
+
+    /// Waits until `until`; false if the load was stopped meanwhile.
+    fn wait_until(&self, until: Instant) -> bool {
+        loop {
+            if self.stop.load(Relaxed) {
+                return false;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return true;
+            }
+            std::thread::park_timeout(until - now);
         }
     }
 }
@@ -174,25 +372,36 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `keepalive` + `newconn` client threads against `front`; failure times are measured from `t0`.
-    pub fn start(front: SocketAddr, keepalive: usize, newconn: usize, t0: Instant) -> Load {
+    /// Starts the client threads against `front`; failure times are measured from `t0`.
+    pub fn start(front: SocketAddr, cfg: LoadConfig, t0: Instant) -> Load {
         let ctx = Arc::new(Ctx {
             front,
             t0,
+            think: cfg.think,
             stop: AtomicBool::new(false),
             stats: Arc::default(),
+            aim: Mutex::new((0, None)),
         });
         let mut threads = Vec::new();
-        for i in 0..keepalive {
+        for i in 0..cfg.keepalive {
             let ctx = ctx.clone();
             threads.push(std::thread::spawn(move || {
                 keepalive_client(&format!("ka-{i}"), &ctx)
             }));
         }
-        for i in 0..newconn {
+        for i in 0..cfg.newconn {
             let ctx = ctx.clone();
             threads.push(std::thread::spawn(move || {
                 newconn_client(&format!("nc-{i}"), &ctx)
+            }));
+        }
+        for i in 0..cfg.idle {
+            let ctx = ctx.clone();
+            let rng = Rng::new(cfg.seed, i as u64);
+            let id = format!("id-{i}");
+            threads.push(std::thread::spawn(move || match cfg.aim {
+                None => idle_client(&id, &ctx, rng),
+                Some(range) => aimed_client(&id, &ctx, rng, range),
             }));
         }
         Load { ctx, threads }
@@ -202,10 +411,24 @@ impl Load {
         &self.ctx.stats
     }
 
-    /// Stops the clients after their current request (each is bounded by [`REQUEST_TIMEOUT`]) and
-    /// joins them.
+    /// Aimed mode: tells the idle clients when the DRAIN they are to aim at is expected.
+    pub fn aim(&self, drain_expected: Instant) {
+        {
+            let mut aim = self.ctx.aim.lock().unwrap_or_else(|p| p.into_inner());
+            *aim = (aim.0 + 1, Some(drain_expected));
+        }
+        for t in &self.threads {
+            t.thread().unpark();
+        }
+    }
+
+    /// Stops the clients after their current request (each is bounded by [`REQUEST_TIMEOUT`]),
+    /// wakes the thinking ones, and joins them all.
     pub fn stop(self) -> Arc<Stats> {
         self.ctx.stop.store(true, Relaxed);
+        for t in &self.threads {
+            t.thread().unpark();
+        }
         for t in self.threads {
             if t.join().is_err() {
                 panic!("a load client thread panicked");
@@ -215,47 +438,184 @@ impl Load {
     }
 }
 
-/// A keep-alive client: one connection reused until the server ends it (see the module doc).
+/// A keep-alive connection between requests.
+struct Held {
+    stream: TcpStream,
+    /// When its last response was read: the start of its idleness.
+    idle_since: Instant,
+}
+
+/// A busy keep-alive client: one connection reused back to back until the server ends it.
 fn keepalive_client(id: &str, ctx: &Ctx) {
-    let stats = &ctx.stats;
-    let mut conn: Option<TcpStream> = None;
+    let mut conn = None;
     while !ctx.stop.load(Relaxed) {
-        if let Some(s) = &conn {
-            match idle_check(s) {
-                Idle::Open => {}
-                Idle::Closed => drop_conn(&mut conn, &stats.idle_closed),
-                Idle::Reset => drop_conn(&mut conn, &stats.idle_reset),
-                Idle::Unsolicited => drop_conn(&mut conn, &stats.unsolicited),
-            }
+        persistent_request(id, ctx, &ctx.stats.keepalive, &mut conn);
+    }
+}
+
+/// An idle keep-alive client: think, then one request on the held connection, and again.
+fn idle_client(id: &str, ctx: &Ctx, mut rng: Rng) {
+    let mut conn = None;
+    while !ctx.stop.load(Relaxed) {
+        persistent_request(id, ctx, &ctx.stats.idle, &mut conn);
+        if !ctx.think(rng.between(ctx.think.0, ctx.think.1)) {
+            break;
         }
-        let at = ctx.t0.elapsed();
-        let mut s = match conn.take() {
-            Some(s) => s,
-            None => match connect(ctx.front) {
-                Ok(s) => {
-                    stats.keepalive_conns.fetch_add(1, Relaxed);
-                    s
-                }
-                Err(e) => {
-                    ctx.fail(id, at, Kind::of(&e), format!("connect: {e}"));
-                    continue;
-                }
-            },
+    }
+}
+
+/// Aimed mode (see the module doc): hold an idle connection, fire at the expected DRAIN start
+/// plus a random offset, record the shot, reconnect, wait for the next SIGTERM.
+fn aimed_client(id: &str, ctx: &Ctx, mut rng: Rng, (lo, hi): (i64, i64)) {
+    let mut conn = None;
+    let mut seen = 0;
+    persistent_request(id, ctx, &ctx.stats.idle, &mut conn);
+    while let Some((generation, drain_expected)) = ctx.wait_aim(seen) {
+        seen = generation;
+        let offset = rng.between_i64(lo, hi);
+        let at = if offset >= 0 {
+            drain_expected + Duration::from_micros(offset.unsigned_abs())
+        } else {
+            drain_expected
+                .checked_sub(Duration::from_micros(offset.unsigned_abs()))
+                .unwrap_or(drain_expected)
         };
-        // From here on the request is committed: anything but a complete 200 is a failure.
-        match exchange(&mut s, REQ_KEEPALIVE) {
-            Ok(r) => {
-                if r.status == 200 {
-                    stats.ok_keepalive.fetch_add(1, Relaxed);
-                } else {
-                    ctx.fail(id, at, Kind::Non200, format!("status {}", r.status));
-                }
-                if !r.close {
-                    conn = Some(s);
-                }
-            }
-            Err((kind, detail)) => ctx.fail(id, at, kind, detail),
+        if !ctx.wait_until(at) {
+            break;
         }
+        let now = Instant::now();
+        let offset_us = match now.checked_duration_since(drain_expected) {
+            Some(after) => after.as_micros() as i64,
+            None => -((drain_expected - now).as_micros() as i64),
+        };
+        let (outcome, closed_after_write) =
+            persistent_request_timed(id, ctx, &ctx.stats.idle, &mut conn);
+        ctx.stats
+            .shots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Shot {
+                restart: generation,
+                offset_us,
+                outcome,
+                closed_after_write_us: closed_after_write.map(|d| d.as_micros() as u64),
+            });
+        // The old server is in maintenance by now, so this lands on the next one to be replaced.
+        if conn.is_none() {
+            persistent_request(id, ctx, &ctx.stats.idle, &mut conn);
+        }
+    }
+}
+
+/// One request of a keep-alive client: the idle check on the held connection (if any), a new
+/// connection if there is none left, then the committed exchange. See the module doc for the rule.
+fn persistent_request(id: &str, ctx: &Ctx, stats: &Persistent, conn: &mut Option<Held>) -> Outcome {
+    persistent_request_timed(id, ctx, stats, conn).0
+}
+
+/// [`persistent_request`], also returning, for a request closed under it, how long after its
+/// write the close (EOF or reset) arrived.
+fn persistent_request_timed(
+    id: &str,
+    ctx: &Ctx,
+    stats: &Persistent,
+    conn: &mut Option<Held>,
+) -> (Outcome, Option<Duration>) {
+    let mut reused = None;
+    let mut outcome = Outcome::Fresh;
+    if let Some(held) = conn.take() {
+        let checked = Instant::now();
+        match idle_check(&held.stream) {
+            Idle::Open => reused = Some((held, checked)),
+            Idle::Closed => {
+                outcome = Outcome::ClosedBeforeReuse;
+                stats.closed_before_reuse.fetch_add(1, Relaxed);
+            }
+            Idle::Reset => {
+                outcome = Outcome::BadBeforeReuse;
+                stats.reset_before_reuse.fetch_add(1, Relaxed);
+            }
+            Idle::Unsolicited => {
+                outcome = Outcome::BadBeforeReuse;
+                stats.unsolicited.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    let at = ctx.t0.elapsed();
+    // `evidence` describes a reused connection: how long it was idle, how long since the check.
+    let (mut s, evidence) = match reused {
+        Some((held, checked)) => {
+            stats.reused.fetch_add(1, Relaxed);
+            let evidence = format!(
+                "reused after {:.3}s idle, written {}us after the idle check",
+                checked.duration_since(held.idle_since).as_secs_f64(),
+                checked.elapsed().as_micros()
+            );
+            (held.stream, Some(evidence))
+        }
+        None => match connect(ctx.front) {
+            Ok(s) => {
+                stats.conns.fetch_add(1, Relaxed);
+                (s, None)
+            }
+            Err(e) => {
+                ctx.fail(id, at, Kind::of(&e), format!("connect: {e}"));
+                return (outcome, None);
+            }
+        },
+    };
+    let is_reuse = evidence.is_some();
+    // From here on the request is committed: anything but a complete 200 is a failure.
+    let wrote = Instant::now();
+    let result = exchange(&mut s, REQ_KEEPALIVE);
+    let ended = wrote.elapsed();
+    match result {
+        Ok(r) => {
+            if r.status == 200 {
+                stats.ok.fetch_add(1, Relaxed);
+            } else {
+                ctx.fail(id, at, Kind::Non200, format!("status {}", r.status));
+            }
+            if r.close {
+                stats.told_close.fetch_add(1, Relaxed);
+            } else {
+                *conn = Some(Held {
+                    stream: s,
+                    idle_since: Instant::now(),
+                });
+            }
+            let outcome = match (is_reuse, r.status == 200, r.close) {
+                (false, _, _) => outcome,
+                (true, false, _) => Outcome::ReusedFailed,
+                (true, true, true) => Outcome::ReusedToldClose,
+                (true, true, false) => Outcome::ReusedKept,
+            };
+            (outcome, None)
+        }
+        Err((kind, detail)) => match evidence {
+            Some(evidence) if kind.is_close() => {
+                stats.closed_under_request.fetch_add(1, Relaxed);
+                ctx.record(
+                    id,
+                    at,
+                    kind,
+                    true,
+                    format!(
+                        "closed under a written request ({evidence}; closed {}us after the write): {detail}",
+                        ended.as_micros()
+                    ),
+                );
+                (Outcome::ClosedUnderRequest, Some(ended))
+            }
+            Some(evidence) => {
+                ctx.fail(id, at, kind, format!("{detail} ({evidence})"));
+                (Outcome::ReusedFailed, None)
+            }
+            None => {
+                ctx.fail(id, at, kind, detail);
+                (outcome, None)
+            }
+        },
     }
 }
 
@@ -280,11 +640,6 @@ fn newconn_client(id: &str, ctx: &Ctx) {
     }
 }
 
-fn drop_conn(conn: &mut Option<TcpStream>, counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
-    *conn = None;
-}
-
 fn connect(front: SocketAddr) -> io::Result<TcpStream> {
     let s = TcpStream::connect_timeout(&front, REQUEST_TIMEOUT)?;
     s.set_nodelay(true)?;
@@ -301,7 +656,8 @@ enum Idle {
     Unsolicited,
 }
 
-/// Looks at an idle connection without blocking and without consuming anything.
+/// Looks at an idle connection without blocking and without consuming anything: a non-blocking
+/// `recv(MSG_PEEK)` of one byte (see the module doc for what each answer means).
 fn idle_check(s: &TcpStream) -> Idle {
     let mut byte = [0u8; 1];
     if s.set_nonblocking(true).is_err() {
@@ -317,6 +673,35 @@ fn idle_check(s: &TcpStream) -> Idle {
         return Idle::Reset;
     }
     state
+}
+
+/// A small seeded generator (splitmix64) for think times: no dependency, and a run can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64, stream: u64) -> Rng {
+        Rng(seed ^ stream.wrapping_mul(0xA076_1D64_78BD_642F))
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[lo, hi]`, to the microsecond.
+    fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = hi.saturating_sub(lo).as_micros() as u64;
+        lo + Duration::from_micros(self.next() % (span + 1))
+    }
+
+    /// Uniform in `[lo, hi]`.
+    fn between_i64(&mut self, lo: i64, hi: i64) -> i64 {
+        let span = hi.saturating_sub(lo).max(0).unsigned_abs();
+        lo + (self.next() % (span + 1)) as i64
+    }
 }
 
 /// The parts of a response the clients act on.

@@ -6,7 +6,8 @@
 //! - `haproxy.rs`: starts HAProxy on loopback and drives it through its runtime API.
 //! - `haproxy.cfg`: the HAProxy template (L4 `mode tcp`, `/health` checks, no retries, no redispatch).
 //! - `pod.rs`: one lameduck process (spawn on port 0, learn the port from its log, signal, reap).
-//! - `load.rs`: the keep-alive and new-connection clients, and the rule for what a failure is.
+//! - `load.rs`: the busy keep-alive, new-connection and idle keep-alive clients, and the rule for
+//!   what a failure is (and what a connection closed between two requests is).
 //! - `long.sh`: the long run (>= 10 restarts per mode, both modes, a results table).
 //!
 //! # The model
@@ -22,7 +23,8 @@
 //!    plain timer (this timer *is* the model of that lag, not a synchronisation guess) and then puts
 //!    the old slot into maintenance;
 //! 3. waits for the old process to exit by itself within the grace period (SIGKILL after it, like
-//!    the kubelet), recording exit code and stop time.
+//!    the kubelet), recording exit code and stop time, and reads its `event=drain` line: when DRAIN
+//!    started and how many idle keep-alive connections it closed gently (the idle clients' share).
 //!
 //! Everything else is synchronised by reading state: the server's log line, HAProxy's `show stat`,
 //! the child's exit status, the clients' counters. Every wait has a deadline.
@@ -38,12 +40,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use haproxy::{Checks, find as find_haproxy};
 use haproxy::{Haproxy, SLOTS};
 pub use load::Kind;
-use load::Load;
+use load::{Load, LoadConfig, Outcome, PersistentCounts, Shot};
 use pod::{Exit, Pod};
 
 /// How long a new process may take to be reported UP by HAProxy after it was let in: a few check
@@ -56,6 +58,9 @@ const POLL_EVERY: Duration = Duration::from_millis(10);
 /// Teardown: the last process gets SIGINT (no traffic is left, so the announce phase is skipped)
 /// and this long to exit.
 const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an exited process's last log lines may take to reach its log file (they are copied
+/// by a reader thread).
+const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One harness run.
 #[derive(Clone, Debug)]
@@ -76,13 +81,37 @@ pub struct RunConfig {
     pub lag: Duration,
     /// HAProxy's readiness checks.
     pub checks: Checks,
+    /// Busy keep-alive clients (back to back on one connection).
     pub keepalive_clients: usize,
+    /// New-connection-per-request clients.
     pub newconn_clients: usize,
+    /// Idle keep-alive clients (one connection, a think time between requests).
+    pub idle_clients: usize,
+    /// The idle clients' think time range; its top must exceed the lame-duck delay, or no
+    /// connection is idle when DRAIN starts (see `load.rs`).
+    pub think: (Duration, Duration),
+    /// Seed of the think times (printed in the report; `ROLLING_SEED` replays a run).
+    pub seed: u64,
+    /// The idle clients' aimed mode (a measurement of the idle-close race, see `load.rs`): shot
+    /// offsets in microseconds from the expected DRAIN start (SIGTERM + the lame-duck delay).
+    pub aim: Option<(i64, i64)>,
     /// Requests that must complete before the first replacement starts.
     pub warmup_requests: u64,
 }
 
 impl RunConfig {
+    /// The lame-duck delay the processes run with (lameduck's default is 5 s).
+    fn delay(&self) -> Duration {
+        let Some(d) = self.shutdown_delay.as_deref() else {
+            return Duration::from_secs(5);
+        };
+        let parse = |n: &str| n.parse::<u64>().unwrap_or(0);
+        match d.strip_suffix("ms") {
+            Some(ms) => Duration::from_millis(parse(ms)),
+            None => Duration::from_secs(parse(d.strip_suffix('s').unwrap_or(d))),
+        }
+    }
+
     /// The arguments every process of the run gets (besides address, port and live file).
     fn server_args(&self) -> Vec<String> {
         let ms = self.grace_period.as_millis();
@@ -118,6 +147,19 @@ pub struct Restart {
     /// Of those, how many HAProxy failed to connect (the old process refused them).
     pub connect_errors_after_sigterm: u64,
     pub exit: Exit,
+    /// The old process's `event=drain` line, if it logged one.
+    pub drain: Option<Drain>,
+}
+
+/// What the old process said when DRAIN started.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    /// When, since the start of the load (from the line's millisecond timestamp).
+    pub at: Option<Duration>,
+    /// Open connections at that moment.
+    pub open: u64,
+    /// Of those, idle keep-alive connections: each is half-closed at once.
+    pub idle: u64,
 }
 
 /// Everything a run measured.
@@ -125,14 +167,16 @@ pub struct Restart {
 pub struct Report {
     pub config: RunConfig,
     pub duration: Duration,
-    pub ok_keepalive: u64,
+    /// Wall-clock time of the load's start (the zero of every `at` and `@`), to line the report
+    /// up with the servers' log timestamps.
+    pub t0_wall: SystemTime,
+    pub keepalive: PersistentCounts,
+    pub idle: PersistentCounts,
     pub ok_newconn: u64,
     pub failed: BTreeMap<Kind, u64>,
-    pub keepalive_conns: u64,
-    pub idle_closed: u64,
-    pub idle_reset: u64,
-    pub unsolicited: u64,
     pub failures: Vec<load::Failure>,
+    /// The aimed mode's shots (empty otherwise).
+    pub shots: Vec<Shot>,
     pub restarts: Vec<Restart>,
     /// Kept when the run saw something worth reading (logs of every process and of HAProxy).
     pub scratch: PathBuf,
@@ -163,7 +207,19 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
     bring_up(&lb, SLOTS[slot], &current).map_err(err("first lameduck up"))?;
 
     let t0 = Instant::now();
-    let load = Load::start(lb.front, cfg.keepalive_clients, cfg.newconn_clients, t0);
+    let t0_wall = SystemTime::now();
+    let load = Load::start(
+        lb.front,
+        LoadConfig {
+            keepalive: cfg.keepalive_clients,
+            newconn: cfg.newconn_clients,
+            idle: cfg.idle_clients,
+            think: cfg.think,
+            seed: cfg.seed,
+            aim: cfg.aim,
+        },
+        t0,
+    );
     wait_requests(&load, cfg.warmup_requests, WARMUP_TIMEOUT)?;
 
     let mut restarts = Vec::new();
@@ -177,6 +233,9 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         let term = Instant::now();
         let sigterm_at = t0.elapsed();
         current.signal(libc::SIGTERM).map_err(err("SIGTERM"))?;
+        if cfg.aim.is_some() {
+            load.aim(term + cfg.delay());
+        }
         // The modelled endpoint-propagation lag (see the module doc): a timer by design. The old
         // process is polled meanwhile only so that an exit within the lag (naive mode) is timed exactly.
         let lag_end = term + cfg.lag;
@@ -199,6 +258,9 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         };
         // The slot is in maintenance, so these counters no longer move: read them once, here.
         let after = lb.server(SLOTS[slot]).map_err(err("show stat"))?;
+        let drain = current
+            .log_line("event=exit", "event=drain", LOG_FLUSH_TIMEOUT)
+            .map(|line| parse_drain(&line, t0_wall));
         restarts.push(Restart {
             index,
             old_pid: current.pid,
@@ -211,6 +273,7 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
                 .connect_errors
                 .saturating_sub(before.connect_errors),
             exit,
+            drain,
         });
         current = new;
         slot = new_slot;
@@ -224,17 +287,17 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
     drop(lb);
 
     let failures = std::mem::take(&mut *stats.failures.lock().unwrap_or_else(|p| p.into_inner()));
+    let shots = std::mem::take(&mut *stats.shots.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(Report {
         config: cfg.clone(),
         duration,
-        ok_keepalive: stats.ok_keepalive.load(Relaxed),
+        t0_wall,
+        keepalive: stats.keepalive.snapshot(),
+        idle: stats.idle.snapshot(),
         ok_newconn: stats.ok_newconn.load(Relaxed),
         failed: Kind::ALL.iter().map(|&k| (k, stats.failed_of(k))).collect(),
-        keepalive_conns: stats.keepalive_conns.load(Relaxed),
-        idle_closed: stats.idle_closed.load(Relaxed),
-        idle_reset: stats.idle_reset.load(Relaxed),
-        unsolicited: stats.unsolicited.load(Relaxed),
         failures,
+        shots,
         restarts,
         scratch: scratch.to_path_buf(),
     })
@@ -262,6 +325,45 @@ fn wait_requests(load: &Load, n: u64, timeout: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads `open=`, `idle=` and `ts=` from an `event=drain` line; the timestamp becomes a time
+/// since the load's start (millisecond precision, like the log).
+fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+    };
+    let num = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let at = field("ts")
+        .and_then(parse_rfc3339_millis)
+        .and_then(|ts| ts.duration_since(t0_wall).ok());
+    Drain {
+        at,
+        open: num("open"),
+        idle: num("idle"),
+    }
+}
+
+/// Parses the server's `2026-11-24T14:13:28.031Z` timestamps.
+fn parse_rfc3339_millis(s: &str) -> Option<SystemTime> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, d) = (d.next()??, d.next()??, d.next()??);
+    let (hms, millis) = time.split_once('.')?;
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let millis: i64 = millis.parse().ok()?;
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let ms = ((days * 86_400 + hh * 3_600 + mm * 60 + ss) * 1_000) + millis;
+    Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).ok()?))
+}
+
 fn scratch_dir(label: &str) -> std::io::Result<PathBuf> {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -277,7 +379,20 @@ fn scratch_dir(label: &str) -> std::io::Result<PathBuf> {
 
 impl Report {
     pub fn requests(&self) -> u64 {
-        self.ok_keepalive + self.ok_newconn + self.failures_total()
+        self.keepalive.ok + self.idle.ok + self.ok_newconn + self.failures_total()
+    }
+
+    /// Idle keep-alive connections the old processes closed when their DRAIN started.
+    pub fn idle_at_drain(&self) -> u64 {
+        self.restarts
+            .iter()
+            .filter_map(|r| r.drain.map(|d| d.idle))
+            .sum()
+    }
+
+    /// Requests written on a reused connection that then ended under them (both keep-alive kinds).
+    pub fn closed_under_request(&self) -> u64 {
+        self.keepalive.closed_under_request + self.idle.closed_under_request
     }
 
     pub fn failures_total(&self) -> u64 {
@@ -311,7 +426,7 @@ impl Report {
         let delay = c.shutdown_delay.as_deref().unwrap_or("default (5s)");
         let _ = writeln!(
             o,
-            "== rolling update [{}]: {} restarts, --shutdown-delay {delay}, --grace-period {:?}, lag {:?}, checks inter {:?} fall {} rise {}, clients {} keep-alive + {} new-connection ==",
+            "== rolling update [{}]: {} restarts, --shutdown-delay {delay}, --grace-period {:?}, lag {:?}, checks inter {:?} fall {} rise {}, clients {} keep-alive + {} new-connection + {} idle keep-alive (think {:?}..{:?}, seed {}) ==",
             c.label,
             c.restarts,
             c.grace_period,
@@ -320,16 +435,27 @@ impl Report {
             c.checks.fall,
             c.checks.rise,
             c.keepalive_clients,
-            c.newconn_clients
+            c.newconn_clients,
+            c.idle_clients,
+            c.think.0,
+            c.think.1,
+            c.seed
         );
+        let t0 = self
+            .t0_wall
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         let _ = writeln!(
             o,
-            "requests: {} in {:.1}s (keep-alive ok {} on {} connections, new-connection ok {})",
+            "requests: {} in {:.1}s (load start = unix {t0:.3}; keep-alive ok {} on {} connections, new-connection ok {}, idle keep-alive ok {} on {} connections)",
             self.requests(),
             self.duration.as_secs_f64(),
-            self.ok_keepalive,
-            self.keepalive_conns,
-            self.ok_newconn
+            self.keepalive.ok,
+            self.keepalive.conns,
+            self.ok_newconn,
+            self.idle.ok,
+            self.idle.conns
         );
         let kinds: Vec<String> = self
             .failed
@@ -338,18 +464,31 @@ impl Report {
             .collect();
         let _ = writeln!(
             o,
-            "failures: {} ({})",
+            "failures: {} ({}); of these, closed under a written request on a reused connection: {} (keep-alive {}, idle keep-alive {})",
             self.failures_total(),
-            kinds.join(", ")
+            kinds.join(", "),
+            self.closed_under_request(),
+            self.keepalive.closed_under_request,
+            self.idle.closed_under_request
+        );
+        for (name, p) in [
+            ("keep-alive", &self.keepalive),
+            ("idle keep-alive", &self.idle),
+        ] {
+            let _ = writeln!(
+                o,
+                "{name} connections, not failures: closed while idle, detected before reuse {}; reset while idle {}; unsolicited bytes {}; ended by Connection: close {}; reused after the idle check {}",
+                p.closed_before_reuse, p.reset_before_reuse, p.unsolicited, p.told_close, p.reused
+            );
+        }
+        let _ = writeln!(
+            o,
+            "idle keep-alive connections closed by the old processes' DRAIN: {}",
+            self.idle_at_drain()
         );
         let _ = writeln!(
             o,
-            "not failures: idle keep-alive connections closed by the server before reuse {}, reset while idle {}, unsolicited bytes {}",
-            self.idle_closed, self.idle_reset, self.unsolicited
-        );
-        let _ = writeln!(
-            o,
-            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>23} | {:>14} | {:>18} | {:>9} | {:>8}",
+            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>23} | {:>14} | {:>9} | {:>10} | {:>18} | {:>9} | {:>8}",
             "#",
             "old pid",
             "ports old>new",
@@ -357,6 +496,8 @@ impl Report {
             "SIGTERM @",
             "conns to old after TERM",
             "refused by old",
+            "DRAIN @",
+            "idle/open",
             "exit code",
             "stop time",
             "failures"
@@ -366,9 +507,16 @@ impl Report {
                 .restarts
                 .get(i + 1)
                 .map_or(Duration::MAX, |n| n.sigterm_at);
+            let (drain_at, idle_open) = match r.drain {
+                Some(d) => (
+                    d.at.map_or("?".to_string(), |a| format!("{:.3}s", a.as_secs_f64())),
+                    format!("{}/{}", d.idle, d.open),
+                ),
+                None => ("-".to_string(), "-".to_string()),
+            };
             let _ = writeln!(
                 o,
-                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>23} | {:>14} | {:>18} | {:>8.2}s | {:>8}",
+                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>23} | {:>14} | {:>9} | {:>10} | {:>18} | {:>8.2}s | {:>8}",
                 r.index,
                 r.old_pid,
                 format!("{}>{}", r.old_port, r.new_port),
@@ -376,6 +524,8 @@ impl Report {
                 r.sigterm_at.as_secs_f64(),
                 r.sessions_after_sigterm,
                 r.connect_errors_after_sigterm,
+                drain_at,
+                idle_open,
                 r.exit.describe(),
                 r.exit.after.as_secs_f64(),
                 self.failures_between(r.sigterm_at, until)
@@ -394,10 +544,178 @@ impl Report {
                 );
             }
         }
+        let under: Vec<_> = self
+            .failures
+            .iter()
+            .filter(|f| f.closed_under_request)
+            .collect();
+        if !under.is_empty() {
+            const SHOWN: usize = 40;
+            let _ = writeln!(
+                o,
+                "closed under a written request ({} recorded{}):",
+                under.len(),
+                if under.len() > SHOWN {
+                    format!(", first {SHOWN} shown")
+                } else {
+                    String::new()
+                }
+            );
+            for f in under.into_iter().take(SHOWN) {
+                let _ = writeln!(
+                    o,
+                    "  t={:>8.3}s {:<5} {:<7} {}",
+                    f.at.as_secs_f64(),
+                    f.client,
+                    f.kind.name(),
+                    f.detail
+                );
+            }
+        }
+        if !self.shots.is_empty() {
+            o.push_str(&self.render_shots());
+        }
         let _ = writeln!(
             o,
             "logs: {} (deleted when the test passes unless ROLLING_KEEP_LOGS is set)",
             self.scratch.display()
+        );
+        o
+    }
+
+    /// Shots that met a lame-duck connection: answered before DRAIN with `Connection: close`,
+    /// found closed before reuse, or closed under the request. Returns (those, of them lost).
+    pub fn shots_on_lame_duck(&self) -> (usize, usize) {
+        let on = self
+            .shots
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.outcome,
+                    Outcome::ReusedToldClose
+                        | Outcome::ClosedBeforeReuse
+                        | Outcome::ClosedUnderRequest
+                        | Outcome::BadBeforeReuse
+                        | Outcome::ReusedFailed
+                )
+            })
+            .count();
+        let lost = self
+            .shots
+            .iter()
+            .filter(|s| s.outcome == Outcome::ClosedUnderRequest)
+            .count();
+        (on, lost)
+    }
+
+    /// The aimed mode's histogram: outcome counts per offset bin, and the window estimate.
+    fn render_shots(&self) -> String {
+        let mut o = String::new();
+        let Some((lo, hi)) = self.config.aim else {
+            return o;
+        };
+        const BINS: i64 = 20;
+        let width = ((hi - lo) / BINS).max(1);
+        let _ = writeln!(
+            o,
+            "aimed shots: offset of the idle check from the expected DRAIN start (SIGTERM + delay), {width}us bins"
+        );
+        let _ = writeln!(
+            o,
+            "{:>17} | {:>13} | {:>13} | {:>12} | {:>10} | {:>9}",
+            "offset (us)",
+            "served (close)",
+            "closed before",
+            "LOST (under)",
+            "other bad",
+            "excluded"
+        );
+        let mut bins: BTreeMap<i64, [usize; 5]> = BTreeMap::new();
+        for shot in &self.shots {
+            let bin = (shot.offset_us - lo).div_euclid(width);
+            let col = match shot.outcome {
+                Outcome::ReusedToldClose => 0,
+                Outcome::ClosedBeforeReuse => 1,
+                Outcome::ClosedUnderRequest => 2,
+                Outcome::BadBeforeReuse | Outcome::ReusedFailed => 3,
+                Outcome::Fresh | Outcome::ReusedKept => 4,
+            };
+            bins.entry(bin).or_default()[col] += 1;
+        }
+        for (bin, c) in &bins {
+            let from = lo + bin * width;
+            let _ = writeln!(
+                o,
+                "{:>17} | {:>14} | {:>13} | {:>12} | {:>10} | {:>9}",
+                format!("[{from}, {})", from + width),
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4]
+            );
+        }
+        let _ = writeln!(
+            o,
+            "per replacement (us from the expected DRAIN start; server DRAIN line, ms resolution): last served, first found closed, lost [first..last] with close-after-write [min..max]"
+        );
+        for r in &self.restarts {
+            let shots: Vec<&Shot> = self
+                .shots
+                .iter()
+                .filter(|s| s.restart == r.index as u64)
+                .collect();
+            let expected = r.sigterm_at + self.config.delay();
+            let drain = r.drain.and_then(|d| d.at).map_or("?".to_string(), |at| {
+                let us = at.as_micros() as i64 - expected.as_micros() as i64;
+                format!("{us:+}")
+            });
+            let served = shots
+                .iter()
+                .filter(|s| s.outcome == Outcome::ReusedToldClose)
+                .map(|s| s.offset_us)
+                .max();
+            let closed = shots
+                .iter()
+                .filter(|s| s.outcome == Outcome::ClosedBeforeReuse)
+                .map(|s| s.offset_us)
+                .min();
+            let lost: Vec<&&Shot> = shots
+                .iter()
+                .filter(|s| s.outcome == Outcome::ClosedUnderRequest)
+                .collect();
+            let range = |v: Vec<i64>| match (v.iter().min(), v.iter().max()) {
+                (Some(a), Some(b)) => format!("[{a}..{b}]"),
+                _ => "-".to_string(),
+            };
+            let show = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+            let _ = writeln!(
+                o,
+                "  #{:<2} DRAIN logged at {drain}us: last served {}, first closed {}, lost {} {} close-after-write {}",
+                r.index,
+                show(served),
+                show(closed),
+                lost.len(),
+                range(lost.iter().map(|s| s.offset_us).collect()),
+                range(
+                    lost.iter()
+                        .filter_map(|s| s.closed_after_write_us)
+                        .map(|u| u as i64)
+                        .collect()
+                ),
+            );
+        }
+        let (on, lost) = self.shots_on_lame_duck();
+        let span = hi - lo;
+        let _ = writeln!(
+            o,
+            "{} shots, {on} on a lame-duck connection, {lost} lost: window ~ {lost}/{on} x {span}us = {:.0}us",
+            self.shots.len(),
+            if on == 0 {
+                0.0
+            } else {
+                lost as f64 / on as f64 * span as f64
+            }
         );
         o
     }
@@ -420,19 +738,26 @@ impl Report {
             .map(|r| format!("{:.2}", r.exit.after.as_secs_f64()))
             .collect();
         format!(
-            "RESULT label={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} failures={} {} exit_codes={} stop_times_s={} duration_s={:.1}",
+            "RESULT label={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} failures={} {} closed_under_request={} idle_closed_before_reuse={} keepalive_closed_before_reuse={} reset_before_reuse={} idle_at_drain={} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
             self.config.label,
             self.restarts.len(),
             self.config.shutdown_delay.as_deref().unwrap_or("default"),
             self.config.lag,
             self.requests(),
-            self.ok_keepalive,
+            self.keepalive.ok,
             self.ok_newconn,
+            self.idle.ok,
             self.failures_total(),
             kinds.join(" "),
+            self.closed_under_request(),
+            self.idle.closed_before_reuse,
+            self.keepalive.closed_before_reuse,
+            self.keepalive.reset_before_reuse + self.idle.reset_before_reuse,
+            self.idle_at_drain(),
             exits.join(","),
             stops.join(","),
-            self.duration.as_secs_f64()
+            self.duration.as_secs_f64(),
+            self.config.seed
         )
     }
 }

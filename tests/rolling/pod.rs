@@ -166,6 +166,21 @@ impl Pod {
         Ok(Exit::from_status(status, true, since.elapsed()))
     }
 
+    /// The first log line containing `want`, once the log holds `until` (a line the process
+    /// writes after `want`, e.g. `event=exit`): the reader thread copies lines a little after the
+    /// process wrote them, so the log is polled for that later line, up to `timeout`. `None` if
+    /// `want` never appeared.
+    pub fn log_line(&self, until: &str, want: &str, timeout: Duration) -> Option<String> {
+        let start = Instant::now();
+        loop {
+            let text = self.log_text();
+            if text.contains(until) || start.elapsed() >= timeout {
+                return text.lines().find(|l| l.contains(want)).map(str::to_string);
+            }
+            std::thread::sleep(POLL_EVERY);
+        }
+    }
+
     /// The process's stderr so far.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
