@@ -551,7 +551,16 @@ impl Server {
                         && now.saturating_duration_since(conn.accepted())
                             >= NEW_CONNECTION_DRAIN_GRACE))
             {
-                conn.half_close(now)
+                // Read before closing: a request that arrived since the last poll is already in
+                // the receive buffer, and a half-close would discard it. Driving the connection
+                // answers it (with `Connection: close`, we are draining); only a connection that
+                // is still silent is closed.
+                match conn.on_ready(&mut rt.scratch, &mut ctx, false) {
+                    Verdict::Open if matches!(conn.state(), State::Idle | State::New) => {
+                        conn.half_close(now)
+                    }
+                    verdict => verdict,
+                }
             } else {
                 continue;
             };
