@@ -5,7 +5,8 @@
 //! every complete request in it, encodes all the responses into the shared output buffer and
 //! writes them with one `write`. Only what is left over (half a request, or output the socket
 //! would not take) is copied into the connection's own `carry` / `unsent` vectors. In steady
-//! state those stay empty, which is why an idle connection costs about 150 bytes and why
+//! state those stay empty, which is why an idle connection costs about 160 bytes (measured with
+//! 10,000 open: 161 B each, `benches/compare.sh`) and why
 //! answering a request allocates nothing.
 
 use std::io::{self, Read, Write};
