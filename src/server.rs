@@ -124,6 +124,24 @@ struct Runtime<H> {
     stats: Stats,
 }
 
+impl<H> Runtime<H> {
+    /// What a connection is told about the server in the current phase, and the shared buffers:
+    /// readiness and keep-alive end at SIGTERM; idle connections are closed once draining.
+    fn connection_context(&mut self) -> (&mut Scratch, Context<'_, H>) {
+        let ready = self.phase == Phase::Serving;
+        let context = Context {
+            now: self.now,
+            date: self.date.value(),
+            keep_alive: ready,
+            ready,
+            draining: matches!(self.phase, Phase::Drain { .. }),
+            limits: &self.limits,
+            handler: &mut self.handler,
+        };
+        (&mut self.scratch, context)
+    }
+}
+
 impl Server {
     /// Installs the signal handlers, binds the listener and creates the liveness file, in that
     /// order: a signal during start-up is never lost, and the liveness file only ever says
@@ -470,23 +488,13 @@ impl Server {
         let Some(index) = token.0.checked_sub(FIRST_CONNECTION) else {
             return;
         };
-        let ready = rt.phase == Phase::Serving;
-        let draining = matches!(rt.phase, Phase::Drain { .. });
         let Some(conn) = self.conns.get_mut(index) else {
             // A spurious event for a connection closed earlier in this batch.
             return;
         };
         let served_before = conn.served();
-        let mut ctx = Context {
-            now: rt.now,
-            date: rt.date.value(),
-            keep_alive: ready,
-            ready,
-            draining,
-            limits: &rt.limits,
-            handler: &mut rt.handler,
-        };
-        let verdict = conn.on_ready(&mut rt.scratch, &mut ctx, read_closed);
+        let (scratch, mut ctx) = rt.connection_context();
+        let verdict = conn.on_ready(scratch, &mut ctx, read_closed);
         rt.stats.served += conn.served() - served_before;
         self.apply(index, verdict, rt);
     }
@@ -528,23 +536,14 @@ impl Server {
         H: FnMut(&Request<'_>) -> Response,
     {
         let now = rt.now;
-        let draining = matches!(rt.phase, Phase::Drain { .. });
-        let ready = rt.phase == Phase::Serving;
         for index in self.conns.indices() {
             let Some(conn) = self.conns.get_mut(index) else {
                 continue;
             };
-            let mut ctx = Context {
-                now,
-                date: rt.date.value(),
-                keep_alive: ready,
-                ready,
-                draining,
-                limits: &rt.limits,
-                handler: &mut rt.handler,
-            };
-            let verdict = if now >= conn.deadline(&rt.limits) {
-                conn.on_timeout(&mut rt.scratch, &mut ctx)
+            let (scratch, mut ctx) = rt.connection_context();
+            let draining = ctx.draining;
+            let verdict = if now >= conn.deadline(ctx.limits) {
+                conn.on_timeout(scratch, &mut ctx)
             } else if draining
                 && (conn.state() == State::Idle
                     || (conn.state() == State::New
@@ -555,7 +554,7 @@ impl Server {
                 // the receive buffer, and a half-close would discard it. Driving the connection
                 // answers it (with `Connection: close`, we are draining); only a connection that
                 // is still silent is closed.
-                match conn.on_ready(&mut rt.scratch, &mut ctx, false) {
+                match conn.on_ready(scratch, &mut ctx, false) {
                     Verdict::Open if matches!(conn.state(), State::Idle | State::New) => {
                         conn.half_close(now)
                     }

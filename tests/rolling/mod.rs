@@ -377,6 +377,18 @@ fn scratch_dir(label: &str) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+/// One failure as a report line: `t=…s client kind detail`.
+fn write_failure(o: &mut String, f: &load::Failure) {
+    let _ = writeln!(
+        o,
+        "  t={:>8.3}s {:<5} {:<7} {}",
+        f.at.as_secs_f64(),
+        f.client,
+        f.kind.name(),
+        f.detail
+    );
+}
+
 impl Report {
     pub fn requests(&self) -> u64 {
         self.keepalive.ok + self.idle.ok + self.ok_newconn + self.failures_total()
@@ -534,14 +546,7 @@ impl Report {
         if !self.failures.is_empty() {
             let _ = writeln!(o, "first failures (t = request start since load start):");
             for f in self.failures.iter().take(15) {
-                let _ = writeln!(
-                    o,
-                    "  t={:>8.3}s {:<5} {:<7} {}",
-                    f.at.as_secs_f64(),
-                    f.client,
-                    f.kind.name(),
-                    f.detail
-                );
+                write_failure(&mut o, f);
             }
         }
         let under: Vec<_> = self
@@ -562,14 +567,7 @@ impl Report {
                 }
             );
             for f in under.into_iter().take(SHOWN) {
-                let _ = writeln!(
-                    o,
-                    "  t={:>8.3}s {:<5} {:<7} {}",
-                    f.at.as_secs_f64(),
-                    f.client,
-                    f.kind.name(),
-                    f.detail
-                );
+                write_failure(&mut o, f);
             }
         }
         if !self.shots.is_empty() {
