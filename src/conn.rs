@@ -1,16 +1,30 @@
 //! One client connection: its state machine, its socket I/O, and the request/response cycle.
 //!
-//! The event loop owns two scratch buffers shared by every connection (one thread, so one
-//! connection at a time uses them). A connection reads into the shared input buffer, answers
-//! every complete request in it, encodes all the responses into the shared output buffer and
-//! writes them with one `write`. Only what is left over (half a request, or output the socket
-//! would not take) is copied into the connection's own `carry` / `unsent` vectors. In steady
-//! state those stay empty, which is why an idle connection costs about 160 bytes (measured with
-//! 10,000 open: 161 B each, `benches/compare.sh`) and why
-//! answering a request allocates nothing.
+//! # Where the bytes live
+//!
+//! Every byte a client can make the server hold is bounded, and most are not held by us at all:
+//!
+//! - **Input stays in the kernel until it is answered.** A connection *peeks* at its socket
+//!   (`recv(MSG_PEEK)`) into the input buffer the event loop shares between all connections,
+//!   answers every complete request it sees, and only then *consumes* the bytes of the requests it
+//!   answered (`recv(MSG_TRUNC)`, which discards without copying). Half a request head, or
+//!   pipelined requests we will not answer yet, stay in the socket's receive buffer, where the
+//!   kernel bounds them and TCP flow control makes the client wait. So a connection has no input
+//!   buffer of its own, and a client that sends a head byte by byte, or pipelines thousands of
+//!   requests, costs us no user-space memory for it.
+//! - **Output is queued only up to [`OUTPUT_HIGH_WATER`].** Responses are encoded into the output
+//!   buffer the event loop shares, written with one `write`, and only what the socket does not
+//!   take is copied into the connection's own `unsent` queue. A connection with that much queued
+//!   starts no new request until the client has read some of it; and while the server-wide
+//!   budget for queued output is spent (see [`Context::budget_full`]) no connection starts one.
+//!
+//! In steady state `unsent` is empty, which is why an idle connection costs about 160 bytes
+//! (measured with 10,000 open: 161 B each, `benches/compare.sh`), and why answering a request
+//! allocates nothing.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use mio::Interest;
@@ -29,20 +43,52 @@ use crate::codec::{
 /// closes too, and only then close. Two seconds is plenty for a client that has seen our FIN.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Output a connection may have queued before we stop reading its requests. A client that
-/// pipelines without reading its responses cannot make us buffer more than this (plus one read's
-/// worth of responses).
-pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Output a connection may have queued before it stops starting new requests. A client that
+/// pipelines without reading its responses cannot make us queue more than this plus one
+/// response: the rest of its requests wait, unread, in the kernel.
+///
+/// Why 4 KiB: it holds a pipelined batch of about thirty small responses, so a client that does
+/// read is not slowed down (the socket usually takes the batch whole and nothing is queued at
+/// all), while ten thousand clients that don't read cost at most 40 MiB. Go's `net/http` queues
+/// 4 KiB per connection too (its `bufio.Writer`).
+pub const OUTPUT_HIGH_WATER: usize = 4 * 1024;
+
+/// During DRAIN, a connection that has not sent a byte gets this long (from its accept) to start
+/// its request before it is closed. It covers clients taken from the accept backlog whose request
+/// is still in flight, without waiting on browsers' speculative pre-connections.
+pub const NEW_CONNECTION_DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The most a lingering connection discards per call; any size works, this just bounds one call.
+const LINGER_DISCARD_BYTES: usize = 64 * 1024;
 
 /// What a connection needs from its byte stream: a mio `TcpStream` in the server; an in-memory
 /// stream in the fuzzer and the allocation test, which drive the whole state machine without a
 /// socket.
-pub trait Transport: Read + Write {
+///
+/// Input is looked at before it is taken (see the module docs): [`Transport::peek`] shows what
+/// has arrived without removing it, [`Transport::consume`] removes what has been answered.
+pub trait Transport: Write {
+    /// Copies the start of the received bytes into `buf`, leaving them in place. `Ok(0)` means
+    /// the peer has closed its side and nothing is left; `WouldBlock` that nothing has arrived.
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Removes up to `n` received bytes without copying them anywhere; returns how many were
+    /// removed (`Ok(0)`: the peer has closed its side and nothing is left).
+    fn consume(&mut self, n: usize) -> io::Result<usize>;
+
     /// Sends FIN: no more bytes from us, but keep reading.
     fn shutdown_write(&mut self) -> io::Result<()>;
 }
 
 impl Transport for TcpStream {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        TcpStream::peek(self, buf)
+    }
+
+    fn consume(&mut self, n: usize) -> io::Result<usize> {
+        crate::sys::discard(self.as_raw_fd(), n)
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
@@ -58,6 +104,9 @@ impl Transport for TcpStream {
 ///    └──drain / timeout──▶ Lingering ◀──flushed── Closing        Idle ──drain / idle timeout──▶ Lingering
 ///                          Lingering ──peer EOF / linger timeout──▶ (removed)
 /// ```
+///
+/// Empty lines between requests (a stray CRLF, RFC 9112 §2.2) are not a "first byte": they are
+/// consumed and ignored, and the connection stays New or Idle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// Accepted; no byte of a request yet.
@@ -70,6 +119,32 @@ pub enum State {
     Closing,
     /// Write side shut down; reading and discarding until the peer closes (see [`LINGER_TIMEOUT`]).
     Lingering,
+}
+
+/// The server's lifecycle phase, as one connection sees it: one value, so that readiness,
+/// keep-alive and the drain rule can never disagree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Normal service: readiness 200, keep-alive as the client asks.
+    Serving,
+    /// SIGTERM has arrived (ANNOUNCE): readiness 503; every response says `Connection: close`.
+    LameDuck,
+    /// DRAIN: as `LameDuck`, and idle connections are closed (see [`Connection::on_tick`]).
+    Draining,
+}
+
+impl Phase {
+    /// Whether the readiness path answers 200.
+    pub fn ready(self) -> bool {
+        self == Phase::Serving
+    }
+
+    /// Whether a response written now may leave the connection open. Decided when the response
+    /// is written, not when its request arrived: a request whose head came before SIGTERM and
+    /// whose body came after is answered with `Connection: close` like any other.
+    pub fn keep_alive(self) -> bool {
+        self == Phase::Serving
+    }
 }
 
 /// What the event loop must do with a connection after driving it.
@@ -100,12 +175,11 @@ pub struct Context<'a, H> {
     pub now: Instant,
     /// The cached `Date` header value.
     pub date: &'a [u8],
-    /// False from SIGTERM on: every response then says `Connection: close`.
-    pub keep_alive: bool,
-    /// The readiness answer: true while serving, false from SIGTERM on.
-    pub ready: bool,
-    /// True once the server drains: idle connections are closed as soon as they are idle.
-    pub draining: bool,
+    /// The lifecycle phase.
+    pub phase: Phase,
+    /// True while the output queued by all connections together is at the server's budget: no
+    /// connection starts a new request until some of it has been written.
+    pub budget_full: bool,
     pub limits: &'a Limits,
     pub handler: &'a mut H,
 }
@@ -121,18 +195,36 @@ pub struct Limits {
 }
 
 /// A response whose request still has a body to be read; it is written once the body is in.
+/// Whether it keeps the connection open is decided then, from the phase at that moment.
 #[derive(Debug)]
 struct Deferred {
     response: Response,
     head_only: bool,
-    persistence: Persistence,
+    /// The client's side of persistence (its version and `Connection` header).
+    keep_alive: bool,
+    version: Version,
+}
+
+/// Why [`Connection::process`] stopped answering requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Every complete request in the input is answered; the rest (if any) is an unfinished
+    /// head or body: wait for more bytes.
+    NeedInput,
+    /// The output queue reached [`OUTPUT_HIGH_WATER`]: wait until the client reads.
+    OutputFull,
+    /// The server-wide output budget is spent: wait until it has room.
+    Budget,
+    /// The last response is queued (the state is `Closing`): nothing more is read.
+    Closed,
 }
 
 /// One client connection.
 pub struct Connection<S = TcpStream> {
     stream: S,
     state: State,
-    /// Unparsed input kept between reads: the start of a request head, or requests we paused on.
+    /// The start of a request head whose rest has not arrived, taken out of the kernel (see
+    /// [`Connection::hold`]). At most `--max-header-bytes`.
     carry: Vec<u8>,
     /// Encoded output the socket has not taken yet, in order.
     unsent: Vec<u8>,
@@ -149,8 +241,17 @@ pub struct Connection<S = TcpStream> {
     write_since: Instant,
     /// The interest currently registered with the poller.
     registered: Interest,
-    /// The client has shut down its write side (we read EOF).
+    /// The client has sent FIN (a readiness event said so): what the kernel holds is all there
+    /// will ever be. The bytes before the FIN may still be unanswered.
+    fin: bool,
+    /// No more input will ever be of use: the peer closed and everything before its FIN has
+    /// been consumed (or can never form a request).
     peer_closed: bool,
+    /// That unfinished head is a HEAD request (for the 408's content).
+    partial_is_head: bool,
+    /// A request is waiting for the server-wide budget; the server drives us again when it has
+    /// room (no readiness event would).
+    waiting_for_budget: bool,
     /// Responses written on this connection.
     served: u64,
 }
@@ -169,7 +270,10 @@ impl<S: Transport> Connection<S> {
             since: now,
             write_since: now,
             registered: Interest::READABLE,
+            fin: false,
             peer_closed: false,
+            partial_is_head: false,
+            waiting_for_budget: false,
             served: 0,
         }
     }
@@ -186,8 +290,11 @@ impl<S: Transport> Connection<S> {
         self.served
     }
 
-    pub fn accepted(&self) -> Instant {
-        self.accepted
+    /// Bytes this connection holds in user space on behalf of its client: the output it has
+    /// queued and an unfinished head. (Whole requests wait in the kernel; see the module docs.)
+    /// The server adds these up into its budget.
+    pub fn buffered(&self) -> usize {
+        self.unsent.len() + self.carry.len()
     }
 
     /// When the current wait times out, derived from the state in this one place:
@@ -236,7 +343,8 @@ impl<S: Transport> Connection<S> {
     where
         H: FnMut(&Request<'_>) -> Response,
     {
-        match self.drive(scratch, ctx, read_closed) {
+        self.fin |= read_closed;
+        match self.drive(scratch, ctx) {
             Ok(()) => self.settle(ctx),
             // Resets, broken pipes and the like end this connection only. A client that goes
             // away is not an error worth a log line.
@@ -244,84 +352,160 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    fn drive<H>(
-        &mut self,
-        scratch: &mut Scratch,
-        ctx: &mut Context<'_, H>,
-        read_closed: bool,
-    ) -> io::Result<()>
+    /// Called by the server's periodic sweep; returns `None` when nothing was due. This is the
+    /// one place that decides what time and the lifecycle do to a connection:
+    ///
+    /// - past its [`deadline`](Connection::deadline): the timeout (408, or a quiet close);
+    /// - waiting for the output budget, which has room again: carry on;
+    /// - while draining, an idle connection, or a new one silent for longer than
+    ///   [`NEW_CONNECTION_DRAIN_GRACE`], is closed gently. It is read first: a request that
+    ///   arrived since the last poll is already in the receive buffer, and a half-close would
+    ///   discard it. Driving the connection answers it (with `Connection: close`); only a
+    ///   connection that is still silent is closed. Work in flight is waited for.
+    pub fn on_tick<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> Option<Verdict>
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        if ctx.now >= self.deadline(ctx.limits) {
+            return Some(self.on_timeout(scratch, ctx));
+        }
+        let silent = match self.state {
+            State::Idle => true,
+            State::New => {
+                ctx.now.saturating_duration_since(self.accepted) >= NEW_CONNECTION_DRAIN_GRACE
+            }
+            _ => false,
+        };
+        if ctx.phase == Phase::Draining && silent {
+            return Some(match self.on_ready(scratch, ctx, false) {
+                Verdict::Open if matches!(self.state, State::Idle | State::New) => {
+                    self.half_close(ctx.now)
+                }
+                verdict => verdict,
+            });
+        }
+        if self.waiting_for_budget && !ctx.budget_full {
+            return Some(self.on_ready(scratch, ctx, false));
+        }
+        None
+    }
+
+    fn drive<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> io::Result<()>
     where
         H: FnMut(&Request<'_>) -> Response,
     {
         if self.state == State::Lingering {
-            return self.discard_input(&mut scratch.input);
+            return self.discard_input();
         }
         self.flush_unsent(ctx.now)?;
+        self.waiting_for_budget = false;
 
         let Scratch { input, output } = scratch;
-        // Continue where the last read stopped.
-        let mut len = self.carry.len();
-        input[..len].copy_from_slice(&self.carry);
-        self.carry.clear();
-
-        loop {
-            let space = input.len() - len;
-            // Whether the socket may still hold bytes we have not read.
-            let mut more = false;
-            if self.may_read() && space > 0 {
-                match self.stream.read(&mut input[len..]) {
-                    Ok(0) => self.peer_closed = true,
-                    Ok(n) => {
-                        len += n;
-                        // A short read emptied the socket: with edge-triggered epoll any later
-                        // byte raises a new event, so the extra read that would only return
-                        // EAGAIN is skipped (as nginx does). Not when the peer has sent FIN:
-                        // then we read on to see the EOF, which raises no further event.
-                        more = n == space || read_closed;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => more = true,
-                    Err(e) => return Err(e),
+        while self.may_read() {
+            // The view: the unfinished head we hold (if any), then what the kernel shows us.
+            let held = self.carry.len();
+            input[..held].copy_from_slice(&self.carry);
+            let seen = match self.stream.peek(&mut input[held..]) {
+                Ok(0) => {
+                    self.peer_closed = true;
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let view = held + seen;
+            // Answer what is in view; whenever the output cap stops us and the socket then takes
+            // the output whole, answer on from where we stopped: the bytes are still in view.
+            let mut used = 0;
+            let stop = loop {
+                let (n, stop) = self.process(&input[used..view], output, ctx);
+                used += n;
+                self.write_out(output, ctx.now)?;
+                if stop != Stop::OutputFull || !self.unsent.is_empty() {
+                    break stop;
+                }
+            };
+            if stop == Stop::NeedInput {
+                // What is left is an unfinished head (or nothing): take it out of the kernel.
+                self.hold(&input[used..view]);
+                self.consume(seen)?;
+            } else {
+                // Requests we are not answering yet stay where they are.
+                self.hold(&input[used.min(held)..held]);
+                self.consume(used.saturating_sub(held))?;
+            }
+            match stop {
+                // The view was full: more may be waiting in the kernel, and no new event would
+                // say so. A FIN is due: it raises no further event either. Look again.
+                Stop::NeedInput if seen == input.len() - held || self.fin => continue,
+                // Otherwise the socket holds nothing more now; edge-triggered polling reports
+                // the next byte that arrives.
+                Stop::NeedInput | Stop::OutputFull | Stop::Closed => break,
+                Stop::Budget => {
+                    self.waiting_for_budget = true;
+                    break;
                 }
             }
-            let (consumed, output_full) = self.process(&input[..len], output, ctx);
-            input.copy_within(consumed..len, 0);
-            len -= consumed;
-            self.write_out(&mut output.bytes, ctx.now)?;
-            // Responses held back by the output cap went out in full: answer the rest.
-            more |= output_full && self.unsent.is_empty() && len > 0;
-            if !more || !(self.may_read() || output_full) {
-                break;
-            }
-        }
-        if self.state != State::Closing {
-            self.carry.extend_from_slice(&input[..len]);
         }
         Ok(())
     }
 
-    /// Whether we want more request bytes now.
+    /// Keeps `head`, the start of a request head, as the connection's own: `carry` becomes it.
+    ///
+    /// Why not leave it in the kernel like the requests we are not answering yet: the kernel
+    /// accounts receive memory by buffer, not by byte, so a few bytes can pin a whole receive
+    /// buffer (measured: 25 bytes left in the queue held 129,910 of its 131,072 bytes). The TCP
+    /// window then stays shut, the rest of the head can never arrive, and the client waits for a
+    /// 408. So an unfinished head is copied out (at most `--max-header-bytes`); requests we hold
+    /// back for the output cap need no such care, since writing our output unblocks them.
+    fn hold(&mut self, head: &[u8]) {
+        if head.is_empty() {
+            self.carry = Vec::new();
+        } else if head != self.carry.as_slice() {
+            self.carry.clear();
+            queue(&mut self.carry, head);
+        }
+    }
+
+    /// Whether we want to look at more request bytes now.
     fn may_read(&self) -> bool {
         matches!(self.state, State::New | State::Active | State::Idle)
             && !self.peer_closed
             && self.unsent.len() < OUTPUT_HIGH_WATER
     }
 
+    /// Takes `n` answered bytes out of the socket.
+    fn consume(&mut self, mut n: usize) -> io::Result<()> {
+        while n > 0 {
+            match self.stream.consume(n) {
+                // A peek showed these bytes; they cannot vanish. Treat it as the reset it must be.
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(taken) => n -= taken.min(n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Answers every complete request at the start of `input`, encoding responses into `out`.
-    /// Returns the bytes consumed and whether it stopped because `out` reached the cap.
+    /// Returns the bytes used (answered requests, body bytes, ignored empty lines) and why it
+    /// stopped.
     fn process<H>(
         &mut self,
         input: &[u8],
         out: &mut Encoder,
         ctx: &mut Context<'_, H>,
-    ) -> (usize, bool)
+    ) -> (usize, Stop)
     where
         H: FnMut(&Request<'_>) -> Response,
     {
         let mut at = 0;
-        while self.state != State::Closing {
-            if out.bytes.len() + self.unsent.len() >= OUTPUT_HIGH_WATER {
-                return (at, true);
+        loop {
+            if self.state == State::Closing {
+                return (at, Stop::Closed);
             }
             if let Some(body) = &mut self.body {
                 match body.decode(&input[at..]) {
@@ -335,19 +519,35 @@ impl<S: Transport> Connection<S> {
                             self.since = ctx.now;
                         }
                         if !progress.done {
-                            break;
+                            return (at, Stop::NeedInput);
                         }
                         self.body = None;
                         if let Some(d) = self.deferred.take() {
-                            self.respond(&d.response, d.head_only, d.persistence, out, ctx.date);
+                            let persistence = persistence(d.keep_alive, d.version, ctx.phase);
+                            self.respond(&d.response, d.head_only, persistence, out, ctx.date);
                         }
                     }
                 }
                 continue;
             }
+            // Between requests. RFC 9112 §2.2: empty lines before a request line are ignored.
+            // They are not the start of a request: an idle connection stays idle, and no header
+            // clock starts. (A head's worth of them at once is left to the parser, which refuses
+            // it with 400 like any head that does not end in time.)
+            let empty = empty_lines(&input[at..]);
+            if empty < ctx.limits.head.max_head_bytes {
+                at += empty;
+            }
             let rest = &input[at..];
-            if rest.is_empty() {
-                break;
+            if rest.is_empty() || rest == b"\r" {
+                return (at, Stop::NeedInput);
+            }
+            // A new request: is there room for its answer?
+            if out.bytes.len() + self.unsent.len() >= OUTPUT_HIGH_WATER {
+                return (at, Stop::OutputFull);
+            }
+            if ctx.budget_full {
+                return (at, Stop::Budget);
             }
             if matches!(self.state, State::New | State::Idle) {
                 // The first byte of a request starts its header-read clock.
@@ -356,7 +556,10 @@ impl<S: Transport> Connection<S> {
             }
             let mut slots = codec::header_slots();
             match codec::parse(rest, &mut slots, &ctx.limits.head) {
-                Parse::Partial => break,
+                Parse::Partial => {
+                    self.partial_is_head = rest.starts_with(b"HEAD ");
+                    return (at, Stop::NeedInput);
+                }
                 Parse::Error(e) => self.fail(e, rest.starts_with(b"HEAD "), out, ctx.date),
                 Parse::Complete { request, head_len } => {
                     at += head_len;
@@ -364,7 +567,6 @@ impl<S: Transport> Connection<S> {
                 }
             }
         }
-        (at, false)
     }
 
     /// Answers one parsed request: the response goes out now, or after its body has been read.
@@ -380,15 +582,13 @@ impl<S: Transport> Connection<S> {
         };
         let response = route(request, ctx);
         let head_only = request.method == "HEAD";
-        let persistence = if request.keep_alive && ctx.keep_alive {
-            Persistence::KeepAlive(request.version)
-        } else {
-            Persistence::Close
-        };
         // The clock for the next head (or this body) starts now.
         self.since = ctx.now;
         match body {
-            None => self.respond(&response, head_only, persistence, out, ctx.date),
+            None => {
+                let persistence = persistence(request.keep_alive, request.version, ctx.phase);
+                self.respond(&response, head_only, persistence, out, ctx.date);
+            }
             Some(body) => {
                 if request.expect_continue && request.version == Version::Http11 {
                     out.bytes.extend_from_slice(codec::response::CONTINUE);
@@ -397,7 +597,8 @@ impl<S: Transport> Connection<S> {
                 self.deferred = Some(Box::new(Deferred {
                     response,
                     head_only,
-                    persistence,
+                    keep_alive: request.keep_alive,
+                    version: request.version,
                 }));
             }
         }
@@ -430,22 +631,23 @@ impl<S: Transport> Connection<S> {
     }
 
     /// Writes `out` (after anything already queued), keeping what the socket does not take.
-    fn write_out(&mut self, out: &mut Vec<u8>, now: Instant) -> io::Result<()> {
-        if out.is_empty() {
+    fn write_out(&mut self, out: &mut Encoder, now: Instant) -> io::Result<()> {
+        if out.bytes.is_empty() {
             return Ok(());
         }
-        if !self.unsent.is_empty() {
-            self.unsent.extend_from_slice(out);
-            out.clear();
-            return self.flush_unsent(now);
-        }
-        let written = write_some(&mut self.stream, out)?;
-        if written < out.len() {
-            self.unsent.extend_from_slice(&out[written..]);
-            self.write_since = now;
-        }
+        let result = if self.unsent.is_empty() {
+            write_some(&mut self.stream, &out.bytes).map(|written| {
+                if written < out.bytes.len() {
+                    queue(&mut self.unsent, &out.bytes[written..]);
+                    self.write_since = now;
+                }
+            })
+        } else {
+            queue(&mut self.unsent, &out.bytes);
+            self.flush_unsent(now)
+        };
         out.clear();
-        Ok(())
+        result
     }
 
     /// Writes queued output. Every bit of progress renews the stalled-client deadline.
@@ -454,17 +656,22 @@ impl<S: Transport> Connection<S> {
             return Ok(());
         }
         let written = write_some(&mut self.stream, &self.unsent)?;
-        self.unsent.drain(..written);
+        if written == self.unsent.len() {
+            // Release the queue: a large response must not leave its capacity behind.
+            self.unsent = Vec::new();
+        } else {
+            self.unsent.drain(..written);
+        }
         if written > 0 {
             self.write_since = now;
         }
         Ok(())
     }
 
-    /// Reads and drops input while lingering; EOF ends the linger.
-    fn discard_input(&mut self, buf: &mut [u8]) -> io::Result<()> {
+    /// Discards input while lingering; EOF ends the linger.
+    fn discard_input(&mut self) -> io::Result<()> {
         loop {
-            match self.stream.read(buf) {
+            match self.stream.consume(LINGER_DISCARD_BYTES) {
                 Ok(0) => {
                     self.peer_closed = true;
                     return Ok(());
@@ -484,9 +691,10 @@ impl<S: Transport> Connection<S> {
             State::Lingering => return Verdict::Open,
             State::Closing if self.unsent.is_empty() => return self.half_close(ctx.now),
             State::Closing => {}
-            // A request in flight stays Active until its response is fully written.
+            // A request in flight stays Active until its response is fully written, and while
+            // the start of the next one waits in the kernel.
             State::Active
-                if self.body.is_none() && self.carry.is_empty() && self.unsent.is_empty() =>
+                if self.body.is_none() && self.unsent.is_empty() && self.carry.is_empty() =>
             {
                 self.become_idle(ctx.now);
             }
@@ -503,9 +711,6 @@ impl<S: Transport> Connection<S> {
                 Verdict::Open
             };
         }
-        if self.state == State::Idle && ctx.draining {
-            return self.half_close(ctx.now);
-        }
         Verdict::Open
     }
 
@@ -513,7 +718,6 @@ impl<S: Transport> Connection<S> {
         self.state = State::Idle;
         self.since = now;
         // Release what a burst left behind, so thousands of idle connections cost little.
-        self.carry = Vec::new();
         self.unsent = Vec::new();
     }
 
@@ -524,18 +728,21 @@ impl<S: Transport> Connection<S> {
         if self.peer_closed {
             return Verdict::Close;
         }
-        match self.stream.shutdown_write() {
-            Ok(()) => {
-                self.state = State::Lingering;
-                self.since = now;
-                Verdict::Open
-            }
-            Err(_) => Verdict::Close,
+        if self.stream.shutdown_write().is_err() {
+            return Verdict::Close;
+        }
+        self.state = State::Lingering;
+        self.since = now;
+        // What the client sent before our FIN is read now: if its own FIN is already here (it
+        // raises no further event), the linger is over at once.
+        match self.discard_input() {
+            Ok(()) if !self.peer_closed => Verdict::Open,
+            _ => Verdict::Close,
         }
     }
 
-    /// Called by the timer sweep once `deadline` has passed.
-    pub fn on_timeout<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> Verdict
+    /// The timeout, once `deadline` has passed.
+    fn on_timeout<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> Verdict
     where
         H: FnMut(&Request<'_>) -> Response,
     {
@@ -548,7 +755,7 @@ impl<S: Transport> Connection<S> {
             State::Active => {
                 let head_only = match &self.deferred {
                     Some(d) => d.head_only,
-                    None => self.carry.starts_with(b"HEAD "),
+                    None => self.partial_is_head,
                 };
                 self.fail(
                     ProtocolError::RequestTimeout,
@@ -556,7 +763,7 @@ impl<S: Transport> Connection<S> {
                     &mut scratch.output,
                     ctx.date,
                 );
-                match self.write_out(&mut scratch.output.bytes, ctx.now) {
+                match self.write_out(&mut scratch.output, ctx.now) {
                     Ok(()) => self.settle(ctx),
                     Err(_) => Verdict::Close,
                 }
@@ -569,6 +776,32 @@ impl<S: Transport> Connection<S> {
     pub fn has_unsent(&self) -> bool {
         !self.unsent.is_empty()
     }
+}
+
+/// What the `Connection` header of a response written now must say: keep-alive only if the
+/// client allows it and the server is still serving.
+fn persistence(keep_alive: bool, version: Version, phase: Phase) -> Persistence {
+    if keep_alive && phase.keep_alive() {
+        Persistence::KeepAlive(version)
+    } else {
+        Persistence::Close
+    }
+}
+
+/// The length of the empty lines (`CRLF`s) at the start of `input`.
+fn empty_lines(input: &[u8]) -> usize {
+    input
+        .chunks_exact(2)
+        .take_while(|pair| *pair == b"\r\n")
+        .count()
+        * 2
+}
+
+/// Appends to an output queue, reserving exactly what is needed: the queue of a client that does
+/// not read is part of the per-connection worst case, and doubling growth would double it.
+fn queue(unsent: &mut Vec<u8>, bytes: &[u8]) {
+    unsent.reserve_exact(bytes.len());
+    unsent.extend_from_slice(bytes);
 }
 
 /// Writes as much of `buf` as the socket takes now.
@@ -596,7 +829,7 @@ where
         return (ctx.handler)(request);
     }
     match request.method {
-        "GET" | "HEAD" if ctx.ready => Response::text(200, "ok\n"),
+        "GET" | "HEAD" if ctx.phase.ready() => Response::text(200, "ok\n"),
         "GET" | "HEAD" => Response::text(503, "shutting down\n"),
         _ => Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"),
     }

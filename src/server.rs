@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
@@ -16,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::codec::{DateCache, HeadLimits, Request, Response};
 use crate::config::{self, Config};
-use crate::conn::{Connection, Context, Limits, Scratch, State, Verdict};
+use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
 use crate::live::LiveFile;
 use crate::log::{self, Level};
 use crate::signals::{Signal, SignalSource};
@@ -36,11 +37,6 @@ const FIRST_CONNECTION: usize = 2;
 /// second is far cheaper than a timer per connection.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
-/// During DRAIN, a connection that has not sent a byte gets this long (from its accept) to start
-/// its request before it is closed. It covers clients taken from the accept backlog whose request
-/// is still in flight, without waiting on browsers' speculative pre-connections.
-const NEW_CONNECTION_DRAIN_GRACE: Duration = Duration::from_secs(1);
-
 /// After `accept` fails for lack of file descriptors (EMFILE/ENFILE), wait this long before
 /// trying again. Retrying at once would spin: the pending connection keeps the listener ready.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -48,8 +44,16 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Readiness events handled per `poll` call.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// Shared input buffer size: one read can take this many bytes of pipelined requests.
+/// Shared input buffer size: one peek can see this many bytes of pipelined requests or body.
 const SCRATCH_INPUT_BYTES: usize = 64 * 1024;
+
+/// The server-wide budget for output queued in user space, all connections together. Each
+/// connection queues at most [`conn::OUTPUT_HIGH_WATER`] plus one response, but a handler's
+/// response can be large; once this much is queued, no connection starts a new request until
+/// clients have read some of it (their requests wait in the kernel meanwhile). 64 MiB covers
+/// 10,000 connections' worth of small queued responses, so with small responses the budget never
+/// binds before the per-connection cap does.
+const OUTPUT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// The lifecycle phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +76,9 @@ pub enum Outcome {
     Forced,
     /// A second signal arrived; the process stops at once.
     Interrupted,
+    /// Every connection finished, but clients waiting in the accept backlog could not be taken
+    /// (no file descriptors) and were reset when the listener closed.
+    BacklogLost,
 }
 
 impl Outcome {
@@ -79,7 +86,7 @@ impl Outcome {
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Drained => 0,
-            Outcome::Forced | Outcome::Interrupted => 1,
+            Outcome::Forced | Outcome::Interrupted | Outcome::BacklogLost => 1,
         }
     }
 }
@@ -105,6 +112,8 @@ struct Stats {
     served: u64,
     /// Connections taken from the accept backlog when DRAIN closed the listener.
     backlog_accepted: u64,
+    /// Connections left in the accept backlog when DRAIN closed the listener (reset by it).
+    backlog_lost: u64,
 }
 
 /// The loop's mutable state besides the sources.
@@ -121,20 +130,24 @@ struct Runtime<H> {
     accept_pause: AcceptPause,
     accept_retry_at: Option<Instant>,
     signal_at: Option<Instant>,
+    /// Output queued in user space by all connections together (see [`OUTPUT_BUDGET_BYTES`]).
+    buffered: usize,
     stats: Stats,
 }
 
 impl<H> Runtime<H> {
-    /// What a connection is told about the server in the current phase, and the shared buffers:
-    /// readiness and keep-alive end at SIGTERM; idle connections are closed once draining.
+    /// What a connection is told about the server in the current phase, and the shared buffers.
     fn connection_context(&mut self) -> (&mut Scratch, Context<'_, H>) {
-        let ready = self.phase == Phase::Serving;
+        let phase = match self.phase {
+            Phase::Serving => conn::Phase::Serving,
+            Phase::Announce { .. } => conn::Phase::LameDuck,
+            Phase::Drain { .. } => conn::Phase::Draining,
+        };
         let context = Context {
             now: self.now,
             date: self.date.value(),
-            keep_alive: ready,
-            ready,
-            draining: matches!(self.phase, Phase::Drain { .. }),
+            phase,
+            budget_full: self.buffered >= OUTPUT_BUDGET_BYTES,
             limits: &self.limits,
             handler: &mut self.handler,
         };
@@ -203,6 +216,7 @@ impl Server {
             accept_pause: AcceptPause::No,
             accept_retry_at: None,
             signal_at: None,
+            buffered: 0,
             stats: Stats::default(),
         };
         log::event(
@@ -305,8 +319,13 @@ impl Server {
             return None;
         };
         if self.conns.is_empty() {
-            self.log_exit(rt, Outcome::Drained);
-            return Some(Outcome::Drained);
+            let outcome = if rt.stats.backlog_lost > 0 {
+                Outcome::BacklogLost
+            } else {
+                Outcome::Drained
+            };
+            self.log_exit(rt, outcome);
+            return Some(outcome);
         }
         if rt.now >= deadline {
             let timeout = config::show(self.config.drain_timeout);
@@ -330,6 +349,7 @@ impl Server {
             Outcome::Drained => "drained",
             Outcome::Forced => "forced",
             Outcome::Interrupted => "interrupted",
+            Outcome::BacklogLost => "backlog_lost",
         };
         log::event(
             if outcome == Outcome::Drained {
@@ -351,62 +371,90 @@ impl Server {
     /// Accepts until the backlog is empty (the readiness contract of edge-triggered polling),
     /// the connection limit is reached, or descriptors run out.
     fn accept<H>(&mut self, rt: &mut Runtime<H>) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        loop {
+        while self.listener.is_some() {
             if self.conns.len() >= self.config.max_conns {
                 // Stop accepting rather than accept-and-drop: waiting clients stay in the listen
-                // backlog and are taken as soon as a connection closes.
+                // backlog and are taken as soon as a connection closes (see `apply`).
                 set_pause(rt, AcceptPause::AtLimit, self.conns.len(), None);
                 return;
             }
-            match listener.accept() {
-                Ok((stream, _peer)) => {
-                    set_pause(rt, AcceptPause::No, self.conns.len(), None);
-                    rt.stats.accepted += 1;
-                    // Responses are written whole, in one write; Nagle would only delay them.
-                    let _ = stream.set_nodelay(true);
-                    let conn = Connection::new(stream, rt.now);
-                    let index = self.conns.insert(conn);
-                    let token = Token(FIRST_CONNECTION + index);
-                    let registered = match self.conns.get_mut(index) {
-                        Some(conn) => self.poll.registry().register(
-                            conn.stream_mut(),
-                            token,
-                            Interest::READABLE,
-                        ),
-                        None => Ok(()),
-                    };
-                    if registered.is_err() {
-                        self.conns.remove(index);
-                    }
-                }
-                Err(e) if would_block(&e) => {
+            match self.accept_one(rt) {
+                Accepted::One => {}
+                // The backlog is empty and there is room: accepting has resumed, if it had
+                // paused. (Not on each accept at the limit: that would log twice per request.)
+                Accepted::Empty => {
                     set_pause(rt, AcceptPause::No, self.conns.len(), None);
                     return;
                 }
-                Err(e) if interrupted(&e) || aborted(&e) => continue,
-                Err(e) if out_of_descriptors(&e) => {
+                Accepted::OutOfDescriptors(e) => {
                     // Existing connections keep being served; new ones wait in the backlog.
-                    set_pause(
-                        rt,
-                        AcceptPause::OutOfDescriptors,
-                        self.conns.len(),
-                        Some(&e),
-                    );
+                    let open = self.conns.len();
+                    set_pause(rt, AcceptPause::OutOfDescriptors, open, Some(&e));
                     rt.accept_retry_at = Some(rt.now + ACCEPT_BACKOFF);
                     return;
                 }
+                Accepted::Failed => return,
+            }
+        }
+    }
+
+    /// Accepts one connection from the backlog and registers it.
+    fn accept_one<H>(&mut self, rt: &mut Runtime<H>) -> Accepted {
+        let Some(listener) = &self.listener else {
+            return Accepted::Empty;
+        };
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _peer)) => break stream,
+                Err(e) if would_block(&e) => return Accepted::Empty,
+                Err(e) if interrupted(&e) || aborted(&e) => continue,
+                Err(e) if out_of_descriptors(&e) => return Accepted::OutOfDescriptors(e),
                 Err(e) => {
                     log::event(
                         Level::Error,
                         "accept_failed",
                         &[("error", e.to_string().as_str().into())],
                     );
-                    return;
+                    return Accepted::Failed;
                 }
             }
+        };
+        rt.stats.accepted += 1;
+        // Responses are written whole, in one write; Nagle would only delay them.
+        let _ = stream.set_nodelay(true);
+        let index = self.conns.insert(Connection::new(stream, rt.now));
+        let token = Token(FIRST_CONNECTION + index);
+        let registered = match self.conns.get_mut(index) {
+            Some(conn) => {
+                self.poll
+                    .registry()
+                    .register(conn.stream_mut(), token, Interest::READABLE)
+            }
+            None => Ok(()),
+        };
+        if registered.is_err() {
+            self.conns.remove(index);
+        }
+        Accepted::One
+    }
+
+    /// DRAIN's first step: takes every client already in the accept backlog, whatever
+    /// `--max-conns` says. These clients completed their handshake and have probably sent their
+    /// request; closing the listener on them would reset them. Each is answered, with
+    /// `Connection: close` since we are draining. Clients that cannot be taken (no descriptors
+    /// left) are counted, because closing the listener will reset them.
+    fn take_backlog<H>(&mut self, rt: &mut Runtime<H>) {
+        loop {
+            match self.accept_one(rt) {
+                Accepted::One => rt.stats.backlog_accepted += 1,
+                Accepted::Empty | Accepted::OutOfDescriptors(_) | Accepted::Failed => break,
+            }
+        }
+        // Whatever is queued now is lost: clients we could not take, and any that completed
+        // their handshake since our last accept.
+        if let Some(listener) = &self.listener {
+            rt.stats.backlog_lost =
+                sys::accept_queue_len(listener.as_raw_fd()).map_or(0, u64::from);
         }
     }
 
@@ -459,11 +507,7 @@ impl Server {
         rt.phase = Phase::Drain {
             deadline: rt.now + self.config.drain_timeout,
         };
-        // Clients already in the accept backlog have completed their handshake and probably sent
-        // their request; closing the listener would reset them. Take them first.
-        let before = rt.stats.accepted;
-        self.accept(rt);
-        rt.stats.backlog_accepted = rt.stats.accepted - before;
+        self.take_backlog(rt);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -474,6 +518,7 @@ impl Server {
             &[
                 ("after", after.into()),
                 ("backlog_accepted", rt.stats.backlog_accepted.into()),
+                ("backlog_lost", rt.stats.backlog_lost.into()),
                 ("timeout", timeout.as_str().into()),
             ],
         );
@@ -485,85 +530,69 @@ impl Server {
     where
         H: FnMut(&Request<'_>) -> Response,
     {
-        let Some(index) = token.0.checked_sub(FIRST_CONNECTION) else {
-            return;
-        };
+        // A spurious event for a connection closed earlier in this batch finds no connection.
+        if let Some(index) = token.0.checked_sub(FIRST_CONNECTION) {
+            self.step(index, rt, |conn, scratch, ctx| {
+                Some(conn.on_ready(scratch, ctx, read_closed))
+            });
+        }
+    }
+
+    /// Runs `step` on one connection, then settles the books: responses served, output queued
+    /// against the budget, and the connection's registration (or its removal).
+    fn step<H>(
+        &mut self,
+        index: usize,
+        rt: &mut Runtime<H>,
+        step: impl FnOnce(&mut Connection, &mut Scratch, &mut Context<'_, H>) -> Option<Verdict>,
+    ) {
         let Some(conn) = self.conns.get_mut(index) else {
-            // A spurious event for a connection closed earlier in this batch.
             return;
         };
-        let served_before = conn.served();
+        let (served, buffered) = (conn.served(), conn.buffered());
         let (scratch, mut ctx) = rt.connection_context();
-        let verdict = conn.on_ready(scratch, &mut ctx, read_closed);
-        rt.stats.served += conn.served() - served_before;
+        let Some(verdict) = step(conn, scratch, &mut ctx) else {
+            return;
+        };
+        rt.stats.served += conn.served() - served;
+        rt.buffered = rt.buffered - buffered + conn.buffered();
         self.apply(index, verdict, rt);
     }
 
     /// Closes a connection or brings its registration in line with its state.
     fn apply<H>(&mut self, index: usize, verdict: Verdict, rt: &mut Runtime<H>) {
-        match verdict {
-            Verdict::Close => {
-                if let Some(mut conn) = self.conns.remove(index) {
-                    let _ = self.poll.registry().deregister(conn.stream_mut());
-                }
-                if rt.accept_pause != AcceptPause::No && rt.accept_retry_at.is_none() {
-                    // A slot is free again: take the next client from the backlog.
-                    self.accept(rt);
-                }
+        let registered = match (verdict, self.conns.get_mut(index)) {
+            (Verdict::Open, Some(conn)) => {
+                let interest = conn.interest();
+                let token = Token(FIRST_CONNECTION + index);
+                !conn.set_registered(interest)
+                    || (self.poll.registry())
+                        .reregister(conn.stream_mut(), token, interest)
+                        .is_ok()
             }
-            Verdict::Open => {
-                if let Some(conn) = self.conns.get_mut(index) {
-                    let interest = conn.interest();
-                    if conn.set_registered(interest) {
-                        let token = Token(FIRST_CONNECTION + index);
-                        let result =
-                            self.poll
-                                .registry()
-                                .reregister(conn.stream_mut(), token, interest);
-                        if result.is_err() {
-                            self.conns.remove(index);
-                        }
-                    }
-                }
-            }
+            _ => false,
+        };
+        if registered {
+            return;
+        }
+        if let Some(mut conn) = self.conns.remove(index) {
+            rt.buffered -= conn.buffered();
+            let _ = self.poll.registry().deregister(conn.stream_mut());
+        }
+        if rt.accept_pause != AcceptPause::No && rt.accept_retry_at.is_none() {
+            // A slot is free again: take the next client from the backlog.
+            self.accept(rt);
         }
     }
 
-    /// Times out connections past their deadline; in DRAIN also closes idle ones and new ones
-    /// that have stayed silent.
+    /// Gives every connection its periodic turn: timeouts, and in DRAIN the closing of idle
+    /// connections (the rule itself is [`Connection::on_tick`]'s).
     fn sweep<H>(&mut self, rt: &mut Runtime<H>)
     where
         H: FnMut(&Request<'_>) -> Response,
     {
-        let now = rt.now;
         for index in self.conns.indices() {
-            let Some(conn) = self.conns.get_mut(index) else {
-                continue;
-            };
-            let (scratch, mut ctx) = rt.connection_context();
-            let draining = ctx.draining;
-            let verdict = if now >= conn.deadline(ctx.limits) {
-                conn.on_timeout(scratch, &mut ctx)
-            } else if draining
-                && (conn.state() == State::Idle
-                    || (conn.state() == State::New
-                        && now.saturating_duration_since(conn.accepted())
-                            >= NEW_CONNECTION_DRAIN_GRACE))
-            {
-                // Read before closing: a request that arrived since the last poll is already in
-                // the receive buffer, and a half-close would discard it. Driving the connection
-                // answers it (with `Connection: close`, we are draining); only a connection that
-                // is still silent is closed.
-                match conn.on_ready(scratch, &mut ctx, false) {
-                    Verdict::Open if matches!(conn.state(), State::Idle | State::New) => {
-                        conn.half_close(now)
-                    }
-                    verdict => verdict,
-                }
-            } else {
-                continue;
-            };
-            self.apply(index, verdict, rt);
+            self.step(index, rt, |conn, scratch, ctx| conn.on_tick(scratch, ctx));
         }
     }
 
@@ -661,4 +690,16 @@ fn out_of_descriptors(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
+}
+
+/// What one attempt to accept a connection came to.
+enum Accepted {
+    /// A connection was accepted and registered.
+    One,
+    /// The backlog is empty (or the listener is closed).
+    Empty,
+    /// `accept` failed for lack of descriptors or kernel memory; the client stays queued.
+    OutOfDescriptors(io::Error),
+    /// `accept` failed otherwise (logged).
+    Failed,
 }

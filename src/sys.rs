@@ -1,10 +1,11 @@
-//! The few raw system calls std and mio don't offer: a listening socket with our own backlog.
+//! The few raw system calls std and mio don't offer: a listening socket with our own backlog,
+//! discarding received bytes without copying them, and the length of a listener's accept queue.
 //! Every call goes through [`syscall!`], which turns `-1` into `io::Error::last_os_error()`.
 
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 /// Calls a libc function and maps the C error convention (`-1` + `errno`) to `io::Result`.
 /// The caller writes the `// SAFETY:` argument for the arguments it passes.
@@ -101,4 +102,36 @@ fn socket_addr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     };
     (storage, len as libc::socklen_t)
+}
+
+/// Removes up to `n` bytes from the front of a TCP socket's receive queue without copying them
+/// (`recv` with `MSG_TRUNC`: on a TCP socket Linux drops the data instead of returning it, see
+/// tcp(7)). Returns how many were removed; `Ok(0)` is the peer's EOF.
+///
+/// The connection peeks at its input and consumes only what it has answered (see conn.rs), so
+/// this is how the bytes it has already looked at leave the kernel.
+pub fn discard(fd: RawFd, n: usize) -> io::Result<usize> {
+    let flags = libc::MSG_TRUNC | libc::MSG_DONTWAIT;
+    // SAFETY: with MSG_TRUNC a TCP socket copies nothing to the buffer, so a null pointer is
+    // never written through; the kernel only range-checks it.
+    let taken = syscall!(recv(fd, std::ptr::null_mut(), n, flags))?;
+    Ok(taken as usize)
+}
+
+/// How many connections wait in a listening socket's accept queue: completed handshakes that
+/// nobody has accepted yet. For a listener, Linux reports the queue's length in the `tcpi_unacked`
+/// field of `TCP_INFO` (what `ss -l` shows as Recv-Q).
+pub fn accept_queue_len(fd: RawFd) -> io::Result<u32> {
+    // SAFETY: tcp_info is plain old data for which all-zero bytes are valid.
+    let mut info: libc::tcp_info = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes, and `len` is passed by pointer as required.
+    syscall!(getsockopt(
+        fd,
+        libc::IPPROTO_TCP,
+        libc::TCP_INFO,
+        (&mut info as *mut libc::tcp_info).cast(),
+        &mut len,
+    ))?;
+    Ok(info.tcpi_unacked)
 }

@@ -16,6 +16,15 @@ use super::response::{Persistence, Response, encode};
 /// keep-alive and close, fit with room to spare.
 const SLOTS: usize = 8;
 
+/// Largest encoding remembered. The cache is for the small responses that dominate a probe or
+/// hello-world load; a large constant body is copied from the binary anyway, and caching it
+/// would keep a copy alive for nothing.
+const SLOT_MAX_BYTES: usize = 1024;
+
+/// Capacity the buffer keeps between turns. It grows to hold whatever one turn encodes; after a
+/// large response it shrinks back to this, so one big answer does not stay resident.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// Encoded output waiting to be written, and the cache of constant responses.
 #[derive(Debug)]
 pub struct Encoder {
@@ -87,7 +96,8 @@ impl Encoder {
         persistence: Persistence,
         date: &[u8],
     ) {
-        let Some(key) = Key::of(response, head_only, persistence) else {
+        let key = Key::of(response, head_only, persistence);
+        let Some(key) = key.filter(|_| response.body.len() <= SLOT_MAX_BYTES) else {
             return encode(&mut self.bytes, response, head_only, persistence, date);
         };
         if date != self.date {
@@ -109,6 +119,15 @@ impl Encoder {
             }
         };
         self.bytes.extend_from_slice(&slot.bytes);
+    }
+
+    /// Empties the buffer once its bytes are written or queued, shrinking it back to
+    /// [`KEEP_CAPACITY`] if a large response grew it.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        if self.bytes.capacity() > KEEP_CAPACITY {
+            self.bytes.shrink_to(KEEP_CAPACITY);
+        }
     }
 }
 
@@ -167,6 +186,31 @@ mod tests {
         same_as_plain(&mut encoder, &with_header, false, Persistence::Close, D1);
         let other_header = Response::text(200, "x").with_header("X-A", "2");
         same_as_plain(&mut encoder, &other_header, false, Persistence::Close, D1);
+    }
+
+    #[test]
+    fn shrinks_back_after_a_large_response() {
+        let mut encoder = Encoder::with_capacity(4096);
+        let large = Response::text(200, "x".repeat(4 * 1024 * 1024));
+        encoder.encode(&large, false, Persistence::Close, D1);
+        assert!(encoder.bytes.capacity() >= 4 * 1024 * 1024);
+        encoder.clear();
+        assert!(encoder.bytes.is_empty());
+        assert!(encoder.bytes.capacity() <= KEEP_CAPACITY);
+        // A large constant body is not remembered either.
+        static LARGE: [u8; 2 * SLOT_MAX_BYTES] = [b'y'; 2 * SLOT_MAX_BYTES];
+        let constant = Response {
+            status: 200,
+            headers: std::borrow::Cow::Borrowed(&[]),
+            body: std::borrow::Cow::Borrowed(&LARGE),
+        };
+        encoder.encode(&constant, false, Persistence::Close, D1);
+        assert!(
+            encoder
+                .slots
+                .iter()
+                .all(|slot| slot.bytes.len() <= SLOT_MAX_BYTES)
+        );
     }
 
     #[test]

@@ -10,12 +10,12 @@
 //! keeps its capacity) instead of letting it grow.
 #![allow(dead_code)]
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::time::Instant;
 
 use lameduck::codec::HeadLimits;
 use lameduck::config::Config;
-use lameduck::conn::{Context, Limits, Transport};
+use lameduck::conn::{Context, Limits, Phase, Transport};
 
 /// A fixed `Date` header value, so outputs can be compared byte for byte.
 pub const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
@@ -27,7 +27,7 @@ pub const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
 pub struct Memory {
     /// The client's bytes that have arrived so far.
     pub arrived: Vec<u8>,
-    /// How much of `arrived` the server has read.
+    /// How much of `arrived` the server has consumed (a peek looks without consuming).
     pub read_at: usize,
     /// The client has shut down its side: reads past `arrived` return EOF instead of blocking.
     pub eof: bool,
@@ -59,20 +59,19 @@ impl Memory {
     }
 }
 
-impl Read for Memory {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = &self.arrived[self.read_at..];
-        if left.is_empty() {
-            return if self.eof {
-                Ok(0)
-            } else {
-                Err(io::ErrorKind::WouldBlock.into())
-            };
+impl Memory {
+    /// The client's bytes the server has not consumed yet: what the kernel would still hold.
+    pub fn unread(&self) -> &[u8] {
+        &self.arrived[self.read_at..]
+    }
+
+    /// What a read of the socket would see now: the bytes, or EOF, or "would block".
+    fn available(&self) -> io::Result<&[u8]> {
+        match self.unread() {
+            [] if self.eof => Ok(&[]),
+            [] => Err(io::ErrorKind::WouldBlock.into()),
+            left => Ok(left),
         }
-        let n = left.len().min(buf.len());
-        buf[..n].copy_from_slice(&left[..n]);
-        self.read_at += n;
-        Ok(n)
     }
 }
 
@@ -94,6 +93,19 @@ impl Write for Memory {
 }
 
 impl Transport for Memory {
+    fn peek(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.available()?;
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        Ok(n)
+    }
+
+    fn consume(&mut self, n: usize) -> io::Result<usize> {
+        let n = self.available()?.len().min(n);
+        self.read_at += n;
+        Ok(n)
+    }
+
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shut = true;
         Ok(())
@@ -122,9 +134,8 @@ pub fn context<'a, H>(limits: &'a Limits, now: Instant, handler: &'a mut H) -> C
     Context {
         now,
         date: DATE,
-        keep_alive: true,
-        ready: true,
-        draining: false,
+        phase: Phase::Serving,
+        budget_full: false,
         limits,
         handler,
     }
