@@ -444,11 +444,8 @@ impl Server {
     /// `Connection: close` since we are draining. Clients that cannot be taken (no descriptors
     /// left) are counted, because closing the listener will reset them.
     fn take_backlog<H>(&mut self, rt: &mut Runtime<H>) {
-        loop {
-            match self.accept_one(rt) {
-                Accepted::One => rt.stats.backlog_accepted += 1,
-                Accepted::Empty | Accepted::OutOfDescriptors(_) | Accepted::Failed => break,
-            }
+        while let Accepted::One = self.accept_one(rt) {
+            rt.stats.backlog_accepted += 1;
         }
         // Whatever is queued now is lost: clients we could not take, and any that completed
         // their handshake since our last accept.
