@@ -18,7 +18,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::codec::{DateCache, HeadLimits, Request, Response};
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
-use crate::live::LiveFile;
+use crate::live::{Heartbeat, LiveFile};
 use crate::log::{self, Level};
 use crate::signals::{Signal, SignalSource};
 use crate::slab::Slab;
@@ -101,7 +101,7 @@ pub struct Server {
     signals: SignalSource,
     /// Open connections, keyed by token.
     conns: Slab<Connection>,
-    /// Removed on drop, so every way out of `run` removes the liveness file.
+    /// Removed when `run` returns, and on drop (a panic, or a `Server` that never ran).
     live: LiveFile,
 }
 
@@ -189,8 +189,18 @@ impl Server {
     }
 
     /// Runs the event loop with `handler` answering every path but the readiness path, until
-    /// the lifecycle ends. The liveness file is removed when the `Server` is dropped.
+    /// the lifecycle ends. The liveness file is gone when it returns, whatever the outcome, even
+    /// if the caller then ends with `std::process::exit` (which skips `Drop`).
     pub fn run<H>(&mut self, handler: H) -> io::Result<Outcome>
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        let result = self.run_loop(handler);
+        self.live.remove();
+        result
+    }
+
+    fn run_loop<H>(&mut self, handler: H) -> io::Result<Outcome>
     where
         H: FnMut(&Request<'_>) -> Response,
     {
@@ -289,12 +299,21 @@ impl Server {
         if now >= rt.next_heartbeat {
             // The heartbeat runs on the event loop itself: if the loop wedges, the file goes
             // stale and `lameduck live` fails. That is the whole point; don't move it to a thread.
-            if let Err(e) = self.live.touch(SystemTime::now()) {
-                log::event(
+            match self.live.heartbeat(SystemTime::now()) {
+                Ok(Heartbeat::Touched) => {}
+                Ok(Heartbeat::Recreated(lost)) => log::event(
+                    Level::Warn,
+                    "live_file_recreated",
+                    &[
+                        ("reason", lost.name().into()),
+                        ("path", self.live.path().to_string_lossy().as_ref().into()),
+                    ],
+                ),
+                Err(e) => log::event(
                     Level::Warn,
                     "heartbeat_failed",
                     &[("error", e.to_string().as_str().into())],
-                );
+                ),
             }
             rt.next_heartbeat = now + self.config.heartbeat;
         }

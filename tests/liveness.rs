@@ -1,13 +1,16 @@
 //! The liveness file and `lameduck live`: the file appears after bind, its mtime is refreshed by
 //! the event loop, `live` says 0 while the loop turns and 1 when it is frozen or gone, symlinks
-//! are refused, and the start-up checks exit 2.
+//! are refused, the file stays the server's own (put back when removed or replaced, and a file
+//! that is no longer its own is left alone at exit), and the start-up checks exit 2.
 
 mod support;
 
 use std::fs::{self, File};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use support::{Lameduck, PROMPT, TempDir, run};
+use support::{Lameduck, PROMPT, TempDir, field, get, request, run};
 
 fn live(file: &std::path::Path, max_age: &str) -> (i32, String) {
     run(&[
@@ -72,6 +75,90 @@ fn live_is_0_while_serving_and_1_when_the_loop_is_frozen_or_gone() {
     let (code, reason) = live(&server.live_file, "10s");
     assert_eq!(code, 1);
     assert!(reason.contains("No such file"), "{reason}");
+}
+
+/// Puts a file with `contents` at `path` the way another server would: written beside it, then
+/// renamed over it, so the path is never missing. Returns its inode.
+fn plant(path: &Path, contents: &str) -> u64 {
+    let temp = path.with_extension("planted");
+    fs::write(&temp, contents).unwrap();
+    let inode = fs::metadata(&temp).unwrap().ino();
+    fs::rename(&temp, path).unwrap();
+    inode
+}
+
+/// The pid written in the liveness file.
+fn pid_in(path: &Path) -> String {
+    fs::read_to_string(path).unwrap().trim().to_string()
+}
+
+#[test]
+fn removed_file_is_put_back_by_the_heartbeat() {
+    // An operator cleaned /tmp, or another server sharing the path removed it on exit.
+    let mut server = Lameduck::start(&["--heartbeat", "100ms"]);
+    fs::remove_file(&server.live_file).unwrap();
+    let line = server.wait_for("event=live_file_recreated");
+    assert_eq!(field(&line, "reason"), Some("removed"), "{line}");
+    assert_eq!(
+        field(&line, "path").map(PathBuf::from),
+        Some(server.live_file.clone())
+    );
+    assert_eq!(pid_in(&server.live_file), server.pid().to_string());
+    assert_eq!(live(&server.live_file, "10s"), (0, String::new()));
+}
+
+#[test]
+fn replaced_file_is_replaced_by_the_servers_own() {
+    // Another server started on the same path and wrote its file there.
+    let mut server = Lameduck::start(&["--heartbeat", "100ms"]);
+    let planted = plant(&server.live_file, "999999\n");
+    let line = server.wait_for("event=live_file_recreated");
+    assert_eq!(field(&line, "reason"), Some("replaced"), "{line}");
+    assert_ne!(fs::metadata(&server.live_file).unwrap().ino(), planted);
+    assert_eq!(pid_in(&server.live_file), server.pid().to_string());
+    assert_eq!(live(&server.live_file, "10s"), (0, String::new()));
+}
+
+#[test]
+fn exit_leaves_a_file_that_is_no_longer_the_servers() {
+    // No heartbeat after the first one, so nothing repairs the swap before the exit.
+    let mut server = Lameduck::start(&["--heartbeat", "10m"]);
+    // A response means the loop has turned once, so its first heartbeat is behind us.
+    assert_eq!(request(server.addr, &get("/")).status, 200);
+    let planted = plant(&server.live_file, "999999\n");
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
+    assert_eq!(fs::metadata(&server.live_file).unwrap().ino(), planted);
+    assert_eq!(pid_in(&server.live_file), "999999");
+    assert!(
+        !server.log.iter().any(|l| l.contains("live_file_recreated")),
+        "{:#?}",
+        server.log
+    );
+}
+
+#[test]
+fn mtime_far_in_the_future_is_not_live_but_small_skew_is() {
+    let dir = TempDir::new();
+    let file = dir.path().join("live");
+    let set_ahead = |ahead: Duration| {
+        File::create(&file)
+            .unwrap()
+            .set_modified(SystemTime::now() + ahead)
+            .unwrap();
+    };
+    // The clock stepped back an hour and no heartbeat has run since, or the mtime was forged.
+    set_ahead(Duration::from_secs(3600));
+    let (code, reason) = live(&file, "10s");
+    assert_eq!(code, 1);
+    assert!(
+        reason.starts_with("not live:") && reason.contains("in the future"),
+        "{reason}"
+    );
+    assert_eq!(reason.lines().count(), 1, "one line: {reason:?}");
+    // Two seconds of skew between clocks is within the max age.
+    set_ahead(Duration::from_secs(2));
+    assert_eq!(live(&file, "10s"), (0, String::new()));
 }
 
 #[test]
