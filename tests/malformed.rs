@@ -888,11 +888,57 @@ fn chunk_cases() -> Vec<Case> {
             " 1\r\nx\r\n0\r\n\r\n",
         ),
         bad("rfc9112_7_1_space_after_chunk_size", "1 \r\nx\r\n0\r\n\r\n"),
-        // BWS before `;` is refused on purpose: no whitespace in a size line is ever needed, and
-        // refusing (then closing) can never desynchronise us from a proxy in front.
-        bad(
+        // BWS around `;` and `=` is in the chunk-ext grammar, and RFC 9110 §5.6.3 says a
+        // recipient MUST parse it; whitespace anywhere else in the line is not.
+        ok(
             "rfc9112_7_1_1_space_before_extension",
-            "1 ;a=b\r\nx\r\n0\r\n\r\n",
+            format!("{head}1 ;a=b\r\nx\r\n0\r\n\r\n{GET}"),
+            &[404, 200],
+        ),
+        ok(
+            "rfc9112_7_1_1_bws_around_extension_parts",
+            format!("{head}1\t; a = b ;c= \"d\"\r\nx\r\n0\r\n\r\n{GET}"),
+            &[404, 200],
+        ),
+        ok(
+            "rfc9112_7_1_1_quoted_pair_in_extension",
+            format!("{head}1;a=\"x\\\"y\\\\\"\r\nx\r\n0\r\n\r\n{GET}"),
+            &[404, 200],
+        ),
+        // Regression (found by review): these were accepted; extensions were skipped unchecked.
+        bad(
+            "rfc9112_7_1_1_extension_without_name",
+            "1;\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_bad_byte_in_extension_name",
+            "1;bad[=x\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_extension_without_value",
+            "1;a=\r\nx\r\n0\r\n\r\n",
+        ),
+        bad("rfc9112_7_1_1_empty_extension", "1;;a\r\nx\r\n0\r\n\r\n"),
+        bad(
+            "rfc9112_7_1_1_space_inside_extension_value",
+            "1;a=b c\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_space_at_end_of_extension",
+            "1;a=b \r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_unterminated_quoted_extension",
+            "1;a=\"b\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_text_after_quoted_extension",
+            "1;a=\"b\"c\r\nx\r\n0\r\n\r\n",
+        ),
+        refused(
+            "rfc9112_7_1_1_obs_text_in_extension_token",
+            [head.as_bytes(), b"1;a=caf\xe9\r\nx\r\n0\r\n\r\n"].concat(),
+            400,
         ),
         bad("rfc9112_7_1_tab_in_chunk_size", "1\t\r\nx\r\n0\r\n\r\n"),
         bad("rfc9112_7_1_empty_chunk_size", "\r\nx\r\n0\r\n\r\n"),
@@ -1436,6 +1482,33 @@ fn target_cases() -> Vec<Case> {
             "rfc9112_3_2_del_in_target",
             "GET /\x7f HTTP/1.1\r\nHost: t\r\n\r\n",
             400,
+        ),
+        // RFC 9112 §3.2: no request-target form has a fragment. Regression (found by review):
+        // `#` and what follows were dropped and the rest routed.
+        refused(
+            "rfc9112_3_2_fragment_in_target",
+            "GET /#x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        refused(
+            "rfc9112_3_2_fragment_after_query",
+            "GET /?a=b#x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        refused(
+            "rfc9112_3_2_empty_fragment",
+            "GET /# HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        refused(
+            "rfc9112_3_2_2_fragment_in_absolute_form",
+            "GET http://t/#x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        ok(
+            "rfc3986_percent_encoded_fragment_is_path",
+            "GET /%23x HTTP/1.1\r\nHost: t\r\n\r\n",
+            &[404],
         ),
         ok(
             "rfc3986_percent_encoded_target",
