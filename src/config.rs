@@ -1,6 +1,10 @@
-//! Configuration: every limit and timeout with its default and reason, and the command line
-//! (flags, with an environment variable for each; flags win). Parsed by hand to keep the
-//! dependency budget at four crates.
+//! Configuration: every limit and timeout with its default, its bounds and their reasons, and
+//! the command line (flags, with an environment variable for each; flags win). Parsed by hand to
+//! keep the dependency budget at four crates.
+//!
+//! Every numeric and duration setting has an upper bound (and a lower one where 0 cannot work),
+//! checked before anything is bound or created: an absurd value is a clear exit 2 naming the flag,
+//! never an overflow panic in the event loop or an allocation abort after start-up.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -10,6 +14,44 @@ use std::time::Duration;
 /// Time Kubernetes needs between our exit deadline and its SIGKILL: the kubelet's own latency
 /// and the process teardown. `shutdown delay + drain timeout + this` must fit the grace period.
 pub const GRACE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Longest any duration setting may be: 7 days (604800 s). Kubernetes grace periods of hours
+/// exist (long-running work finishing before a pod goes), a week does not; and a bound this size
+/// keeps every sum of durations and every `Instant + duration` the server forms far from
+/// overflow, so `--shutdown-delay 18446744073709551615` is refused here instead of panicking.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Shortest `--heartbeat`, `--header-timeout`, `--idle-timeout` and `live --max-age`: more than
+/// 0 (1 ms is the finest a duration is written). At 0 the heartbeat would spin the event loop,
+/// every request would time out before its head is read, every response that does not leave in
+/// one write would cut its client off (the idle timeout is also the patience given to a client
+/// that reads slowly), and no liveness file would ever be fresh enough. `--shutdown-delay 0` and
+/// `--drain-timeout 0` do make sense (no lame-duck phase; no waiting for work in flight).
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+
+/// Most `--max-conns`: 1,000,000. Each open connection takes a descriptor and kernel socket
+/// buffers; more than a million on one single-threaded loop is a typo, not a plan.
+pub const MAX_CONNS: usize = 1_000_000;
+
+/// Largest `--max-body`: 1 GiB. A request body is read by the one event-loop thread (and handed
+/// to the handler whole); a bigger upload belongs to a streaming service, not this server.
+pub const MAX_BODY: u64 = 1024 * 1024 * 1024;
+
+/// Smallest `--max-header-bytes`: 64. The shortest request a real client sends
+/// (`GET / HTTP/1.1`, `Host: localhost`, the empty line) is 35 bytes; below 64 hardly anything
+/// but a 431 could be answered.
+pub const MIN_HEADER_BYTES: usize = 64;
+
+/// Largest `--max-header-bytes` (and so `--max-uri-bytes`): 1 MiB, 32 times nginx's largest
+/// default header buffer set (4 × 8 KiB). The event loop's shared input buffer is sized from it
+/// (a byte more than the limit, so that a head too large is seen, not stuck), so an absurd
+/// value would abort on allocation after start-up; and a client part-way through a head makes
+/// its connection carry up to this many bytes.
+pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
+/// Largest `--backlog`: `listen(2)` takes a C `int` (the kernel then caps it at
+/// `net.core.somaxconn`).
+pub const MAX_BACKLOG: u32 = libc::c_int::MAX as u32;
 
 /// Everything `lameduck serve` can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,29 +67,41 @@ pub struct Config {
     /// The orchestrator's grace period (Kubernetes `terminationGracePeriodSeconds`, default 30 s).
     /// Only used to refuse timings that would get the process SIGKILLed mid-drain.
     pub grace_period: Duration,
-    /// How often the event loop refreshes the liveness file. Default 1 s.
+    /// How often the event loop refreshes the liveness file. Default 1 s; more than 0.
     pub heartbeat: Duration,
     /// The liveness file. Default `/tmp/lameduck.live`: `/tmp` is the one writable path in a
     /// read-only-root pod (an `emptyDir`).
     pub live_file: PathBuf,
     /// Time allowed from a request's first byte to the end of its head (and between body reads).
-    /// Slowloris defence. Default 10 s.
+    /// Slowloris defence. Default 10 s; more than 0 ([`MIN_TIMEOUT`]).
     pub header_timeout: Duration,
     /// How long an idle keep-alive connection is kept. Default 75 s: longer than common load
     /// balancers' idle timeout (60 s), so the balancer closes first and never reuses a
-    /// connection we are closing.
+    /// connection we are closing. Also the patience given to a client that stops reading its
+    /// responses. More than 0 ([`MIN_TIMEOUT`]).
     pub idle_timeout: Duration,
     /// Most open connections. At the limit the server stops accepting (clients wait in the
-    /// listen backlog) rather than accept-and-drop. Default 10 000.
+    /// listen backlog) rather than accept-and-drop. Default 10 000; 1 to [`MAX_CONNS`].
     pub max_conns: usize,
-    /// Largest request body in bytes; larger is 413. Default 1 MiB.
+    /// Largest request body in bytes; larger is 413. Default 1 MiB; at most [`MAX_BODY`]
+    /// (0 refuses every body).
     pub max_body: u64,
-    /// Largest request head in bytes (request line + headers); larger is 431. Default 8 KiB,
-    /// the common limit of nginx and Apache.
+    /// Largest request head in bytes (request line + header lines); larger is 431. Default
+    /// 16 KiB: room for a request line of the 8 KiB default [`Config::max_uri_bytes`] plus
+    /// browser-sized headers (a few cookies, a long `User-Agent`). nginx accepts a request line
+    /// of up to 8 KiB and a head of up to 32 KiB (`large_client_header_buffers 4 8k`); Apache
+    /// 8190 bytes per line, 100 lines. An idle connection holds none of it (input stays in the
+    /// kernel until the shared input buffer takes it); only a client part-way through a head
+    /// makes its connection carry what it sent so far. [`MIN_HEADER_BYTES`] to
+    /// [`MAX_HEADER_BYTES`].
     pub max_header_bytes: usize,
-    /// Longest request-target in bytes; longer is 414. Default 4 KiB.
+    /// Longest request-target in bytes; longer is 414. Default 8 KiB: RFC 9112 §3 recommends
+    /// supporting request lines of at least 8000 octets, and long query strings (signed URLs,
+    /// tracking parameters) get close. From 1 to [`Config::max_header_bytes`]: the target is
+    /// part of the head.
     pub max_uri_bytes: usize,
-    /// `listen(2)` backlog. Default 1024; the kernel caps it at `net.core.somaxconn`.
+    /// `listen(2)` backlog. Default 1024; 1 to [`MAX_BACKLOG`]. The kernel caps it at
+    /// `net.core.somaxconn`.
     pub backlog: u32,
     /// The readiness path. Default `/health`.
     pub health_path: String,
@@ -66,8 +120,8 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             max_conns: 10_000,
             max_body: 1024 * 1024,
-            max_header_bytes: 8 * 1024,
-            max_uri_bytes: 4 * 1024,
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
             backlog: 1024,
             health_path: "/health".to_string(),
         }
@@ -75,9 +129,27 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Refuses configurations that cannot work, before anything is bound.
+    /// Refuses configurations that cannot work, before anything is bound: every setting within
+    /// its bounds, the request-target limit inside the head limit, the shutdown timings inside
+    /// the grace period.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let needed = self.shutdown_delay + self.drain_timeout + GRACE_MARGIN;
+        for (flag, _) in SERVE_ENV {
+            self.check(flag)?;
+        }
+        if self.max_uri_bytes > self.max_header_bytes {
+            return Err(ConfigError(format!(
+                "--max-uri-bytes {} is above --max-header-bytes {}: the request-target is part \
+                 of the head",
+                self.max_uri_bytes, self.max_header_bytes
+            )));
+        }
+        // Checked although the bounds above keep the sum far from overflow: an overflow here
+        // would be a panic at start-up instead of a message.
+        let needed = self
+            .shutdown_delay
+            .checked_add(self.drain_timeout)
+            .and_then(|d| d.checked_add(GRACE_MARGIN))
+            .unwrap_or(Duration::MAX);
         if needed > self.grace_period {
             return Err(ConfigError(format!(
                 "--shutdown-delay {} + --drain-timeout {} + {} margin = {} does not fit in \
@@ -90,17 +162,57 @@ impl Config {
                 show(self.grace_period)
             )));
         }
-        if self.heartbeat.is_zero() {
-            return Err(ConfigError("--heartbeat must be more than 0".into()));
-        }
-        if self.max_conns == 0 {
-            return Err(ConfigError("--max-conns must be at least 1".into()));
-        }
-        if !self.health_path.starts_with('/') {
-            return Err(ConfigError("--health-path must start with '/'".into()));
-        }
         Ok(())
     }
+
+    /// Checks the one setting `flag` names against its own bounds. The parser runs it after
+    /// each value it applies, so that a value from the environment is reported with its
+    /// variable's name; [`Config::validate`] runs it for every flag, so that a `Config` built in
+    /// code is held to the same bounds.
+    fn check(&self, flag: &str) -> Result<(), ConfigError> {
+        let duration = |value, min| within(flag, value, min, MAX_DURATION, show);
+        let count = |value: usize, min, max| within(flag, value, min, max, |n| n.to_string());
+        match flag {
+            "shutdown-delay" => duration(self.shutdown_delay, Duration::ZERO),
+            "drain-timeout" => duration(self.drain_timeout, Duration::ZERO),
+            "grace-period" => duration(self.grace_period, Duration::ZERO),
+            "heartbeat" => duration(self.heartbeat, MIN_TIMEOUT),
+            "header-timeout" => duration(self.header_timeout, MIN_TIMEOUT),
+            "idle-timeout" => duration(self.idle_timeout, MIN_TIMEOUT),
+            "max-conns" => count(self.max_conns, 1, MAX_CONNS),
+            "max-header-bytes" => count(self.max_header_bytes, MIN_HEADER_BYTES, MAX_HEADER_BYTES),
+            "max-uri-bytes" => count(self.max_uri_bytes, 1, MAX_HEADER_BYTES),
+            "max-body" => within(flag, self.max_body, 0, MAX_BODY, |n| n.to_string()),
+            "backlog" => within(flag, self.backlog, 1, MAX_BACKLOG, |n| n.to_string()),
+            "health-path" if !self.health_path.starts_with('/') => {
+                Err(ConfigError("--health-path must start with '/'".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `value` of `--flag` within `min..=max`, or an error that names the flag and the bound broken.
+fn within<T: PartialOrd + Copy>(
+    flag: &str,
+    value: T,
+    min: T,
+    max: T,
+    show: impl Fn(T) -> String,
+) -> Result<(), ConfigError> {
+    let broken = if value < min {
+        ("below the minimum", min)
+    } else if value > max {
+        ("above the maximum", max)
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError(format!(
+        "--{flag}: {} is {} {}",
+        show(value),
+        broken.0,
+        show(broken.1)
+    )))
 }
 
 /// Everything `lameduck live` can be told.
@@ -108,8 +220,19 @@ impl Config {
 pub struct LiveConfig {
     pub live_file: PathBuf,
     /// Oldest acceptable heartbeat. Default 10 s: ten missed 1 s heartbeats means the loop is
-    /// wedged, while a busy loop that is a little late is not killed.
+    /// wedged, while a busy loop that is a little late is not killed. [`MIN_TIMEOUT`] to
+    /// [`MAX_DURATION`].
     pub max_age: Duration,
+}
+
+impl LiveConfig {
+    /// Checks the one setting `flag` names against its bounds (see [`Config::validate`]).
+    fn check(&self, flag: &str) -> Result<(), ConfigError> {
+        match flag {
+            "max-age" => within(flag, self.max_age, MIN_TIMEOUT, MAX_DURATION, show),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for LiveConfig {
@@ -160,18 +283,19 @@ SERVE FLAGS (environment variable in brackets; flags win):
     --live-file PATH          liveness file [LAMEDUCK_LIVE_FILE] (/tmp/lameduck.live)
     --header-timeout D        time to receive a request head [LAMEDUCK_HEADER_TIMEOUT] (10s)
     --idle-timeout D          keep-alive idle timeout [LAMEDUCK_IDLE_TIMEOUT] (75s)
-    --max-conns N             most open connections [LAMEDUCK_MAX_CONNS] (10000)
-    --max-body BYTES          largest request body [LAMEDUCK_MAX_BODY] (1048576)
-    --max-header-bytes BYTES  largest request head [LAMEDUCK_MAX_HEADER_BYTES] (8192)
-    --max-uri-bytes BYTES     longest request-target [LAMEDUCK_MAX_URI_BYTES] (4096)
-    --backlog N               listen backlog [LAMEDUCK_BACKLOG] (1024)
+    --max-conns N             most open connections, 1 to 1000000 [LAMEDUCK_MAX_CONNS] (10000)
+    --max-body BYTES          largest request body, at most 1073741824 [LAMEDUCK_MAX_BODY] (1048576)
+    --max-header-bytes BYTES  largest request head, 64 to 1048576 [LAMEDUCK_MAX_HEADER_BYTES] (16384)
+    --max-uri-bytes BYTES     longest request-target, 1 to --max-header-bytes [LAMEDUCK_MAX_URI_BYTES] (8192)
+    --backlog N               listen backlog, 1 to 2147483647 [LAMEDUCK_BACKLOG] (1024)
     --health-path PATH        readiness path [LAMEDUCK_HEALTH_PATH] (/health)
 
 LIVE FLAGS:
     --live-file PATH          liveness file [LAMEDUCK_LIVE_FILE] (/tmp/lameduck.live)
     --max-age D               oldest acceptable heartbeat [LAMEDUCK_MAX_AGE] (10s)
 
-Durations: 0, 500ms, 5s, 2m (a bare number is seconds).
+Durations: 0, 500ms, 5s, 2m (a bare number is seconds); at most 604800s (7 days).
+--heartbeat, --header-timeout, --idle-timeout and --max-age must be more than 0.
 Exit codes (serve): 0 clean drain, 1 forced (drain timeout or second signal), 2 bad configuration or cannot bind.
 Exit codes (live): 0 live, 1 not live (reason on stderr).
 ";
@@ -229,6 +353,7 @@ where
                 "max-age" => live.max_age = parse_duration(name, value)?,
                 _ => return Ok(false),
             }
+            live.check(name)?;
             Ok(true)
         };
         apply_env_then_flags(&mut apply, &flags, &env, LIVE_ENV)?;
@@ -260,6 +385,7 @@ where
             "health-path" => config.health_path = value.to_string(),
             _ => return Ok(false),
         }
+        config.check(name)?;
         Ok(true)
     };
     apply_env_then_flags(&mut apply, &flags, &env, SERVE_ENV)?;
@@ -419,6 +545,211 @@ mod tests {
         let err = parse(&["--drain-timeout", "24s"], &[]).unwrap_err();
         assert!(err.0.contains("--grace-period"), "{err}");
         assert!(parse(&["--drain-timeout", "24s", "--grace-period", "31s"], &[]).is_ok());
+    }
+
+    #[test]
+    fn defaults_are_within_bounds() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let c = Config::default();
+        // RFC 9112 §3: request lines of at least 8000 octets.
+        assert!(c.max_uri_bytes >= 8000 && c.max_uri_bytes <= c.max_header_bytes);
+    }
+
+    #[test]
+    fn absurd_values_are_refused_naming_the_flag() {
+        let huge = u64::MAX.to_string();
+        for (args, named, broken) in [
+            (
+                &["--shutdown-delay", huge.as_str()][..],
+                "--shutdown-delay",
+                "above the maximum",
+            ),
+            (
+                &["--drain-timeout", &huge],
+                "--drain-timeout",
+                "above the maximum",
+            ),
+            (
+                &["--grace-period", &huge],
+                "--grace-period",
+                "above the maximum",
+            ),
+            (&["--heartbeat", &huge], "--heartbeat", "above the maximum"),
+            (
+                &["--header-timeout", &huge],
+                "--header-timeout",
+                "above the maximum",
+            ),
+            (
+                &["--idle-timeout=18446744073709551615ms"],
+                "--idle-timeout",
+                "above the maximum",
+            ),
+            (&["--heartbeat", "0"], "--heartbeat", "below the minimum"),
+            (
+                &["--header-timeout", "0"],
+                "--header-timeout",
+                "below the minimum",
+            ),
+            (
+                &["--idle-timeout", "0ms"],
+                "--idle-timeout",
+                "below the minimum",
+            ),
+            (
+                &["--max-header-bytes", "100000000000000"],
+                "--max-header-bytes",
+                "above the maximum",
+            ),
+            (
+                &["--max-header-bytes", "63", "--max-uri-bytes", "1"],
+                "--max-header-bytes",
+                "below the minimum",
+            ),
+            (
+                &["--max-uri-bytes", "0"],
+                "--max-uri-bytes",
+                "below the minimum",
+            ),
+            (
+                &["--max-conns", "1000001"],
+                "--max-conns",
+                "above the maximum",
+            ),
+            (&["--max-conns", "0"], "--max-conns", "below the minimum"),
+            (&["--max-body", &huge], "--max-body", "above the maximum"),
+            (
+                &["--backlog", "2147483648"],
+                "--backlog",
+                "above the maximum",
+            ),
+            (&["--backlog", "0"], "--backlog", "below the minimum"),
+            (
+                &["live", "--max-age", &huge],
+                "--max-age",
+                "above the maximum",
+            ),
+            (
+                &["live", "--max-age", "0"],
+                "--max-age",
+                "below the minimum",
+            ),
+        ] {
+            let err = parse(args, &[]).unwrap_err();
+            assert!(err.0.starts_with(named), "{args:?}: {err}");
+            assert!(err.0.contains(broken), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn bounds_are_inclusive() {
+        let week = MAX_DURATION.as_secs().to_string();
+        let over = (MAX_DURATION.as_secs() + 1).to_string();
+        for flag in ["--idle-timeout", "--header-timeout", "--heartbeat"] {
+            assert!(parse(&[flag, &week], &[]).is_ok(), "{flag} {week}");
+            assert!(parse(&[flag, &over], &[]).is_err(), "{flag} {over}");
+            assert!(parse(&[flag, "1ms"], &[]).is_ok(), "{flag} 1ms");
+        }
+        let ok = |args: &[&str]| assert!(parse(args, &[]).is_ok(), "{args:?}");
+        ok(&["--max-conns", "1000000"]);
+        ok(&["--max-conns", "1"]);
+        ok(&["--max-body", "1073741824"]);
+        ok(&["--max-body", "0"]);
+        ok(&[
+            "--max-header-bytes",
+            "1048576",
+            "--max-uri-bytes",
+            "1048576",
+        ]);
+        ok(&["--max-header-bytes", "64", "--max-uri-bytes", "1"]);
+        ok(&["--backlog", "2147483647"]);
+        ok(&["--shutdown-delay", "0", "--drain-timeout", "0"]);
+        ok(&["live", "--max-age", &week]);
+        assert!(parse(&["--max-body", "1073741825"], &[]).is_err());
+    }
+
+    #[test]
+    fn longest_timings_do_not_overflow_the_grace_check() {
+        // Each within its own bound, their sum is not: refused by the grace check, no panic.
+        let week = MAX_DURATION.as_secs().to_string();
+        let err = parse(
+            &[
+                "--shutdown-delay",
+                &week,
+                "--drain-timeout",
+                &week,
+                "--grace-period",
+                &week,
+            ],
+            &[],
+        )
+        .unwrap_err();
+        assert!(err.0.contains("--grace-period"), "{err}");
+        // A `Config` built in code is held to the same bounds, without overflowing.
+        let config = Config {
+            shutdown_delay: Duration::MAX,
+            drain_timeout: Duration::MAX,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .0
+                .starts_with("--shutdown-delay")
+        );
+        let config = Config {
+            max_header_bytes: usize::MAX,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .0
+                .starts_with("--max-header-bytes")
+        );
+    }
+
+    #[test]
+    fn target_limit_must_fit_in_the_head_limit() {
+        let err = parse(&["--max-uri-bytes", "16385"], &[]).unwrap_err();
+        assert!(
+            err.0.contains("--max-uri-bytes") && err.0.contains("--max-header-bytes"),
+            "{err}"
+        );
+        let err = parse(&["--max-header-bytes", "4096"], &[]).unwrap_err();
+        assert!(err.0.contains("--max-uri-bytes"), "{err}");
+        assert!(
+            parse(
+                &["--max-header-bytes", "4096", "--max-uri-bytes", "4096"],
+                &[]
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn out_of_bounds_env_values_name_the_variable() {
+        for (var, value, flag) in [
+            (
+                "LAMEDUCK_SHUTDOWN_DELAY",
+                "18446744073709551615",
+                "--shutdown-delay",
+            ),
+            (
+                "LAMEDUCK_MAX_HEADER_BYTES",
+                "100000000000000",
+                "--max-header-bytes",
+            ),
+            ("LAMEDUCK_HEARTBEAT", "0", "--heartbeat"),
+            ("LAMEDUCK_HEALTH_PATH", "health", "--health-path"),
+        ] {
+            let err = parse(&[], &[(var, value)]).unwrap_err();
+            assert!(err.0.starts_with(&format!("{var}: {flag}")), "{err}");
+        }
+        let err = parse(&["live"], &[("LAMEDUCK_MAX_AGE", "0")]).unwrap_err();
+        assert!(err.0.starts_with("LAMEDUCK_MAX_AGE: --max-age"), "{err}");
     }
 
     #[test]

@@ -292,3 +292,54 @@ fn options_asterisk_says_what_the_server_allows() {
     assert_eq!(response.header("allow"), Some("GET, HEAD"));
     assert_eq!(response.header("content-length"), Some("0"));
 }
+
+/// RFC 9112 §3: "It is RECOMMENDED that all HTTP senders and recipients support, at a minimum,
+/// request-line lengths of 8000 octets." At the default limits such a line, with the headers a
+/// browser sends, is served; a target over `--max-uri-bytes` (8192) is a 414 and a head over
+/// `--max-header-bytes` (16384) a 431. Regression: the defaults were 4096 and 8192, so this
+/// request line was a 414.
+#[test]
+fn default_limits_serve_an_8000_octet_request_line() {
+    let server = Lameduck::start(&[]);
+    let browser_headers = format!(
+        "Host: example.com\r\n\
+         User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
+         Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+         Cookie: session={}\r\n",
+        "c".repeat(500 - "session=".len())
+    );
+    // `/?q=aaa…`: the path stays `/`, so a served request is a 200.
+    let target = |len: usize| format!("/?q={}", "a".repeat(len - "/?q=".len()));
+    let status = |target: &str, extra: &str| {
+        let raw = format!("GET {target} HTTP/1.1\r\n{browser_headers}{extra}\r\n");
+        request(server.addr, raw.as_bytes()).status
+    };
+
+    let line = format!("GET {} HTTP/1.1", target(7987));
+    assert_eq!(line.len(), 8000);
+    assert_eq!(status(&target(7987), ""), 200);
+    assert_eq!(
+        status(&target(8192), ""),
+        200,
+        "a target at --max-uri-bytes"
+    );
+    assert_eq!(
+        status(&target(8193), ""),
+        414,
+        "a target over --max-uri-bytes"
+    );
+
+    // Pad the head with one more field to exactly 16384 bytes, then one more byte.
+    let fixed = format!("GET / HTTP/1.1\r\n{browser_headers}X-Pad: \r\n\r\n").len();
+    let pad = |head_len: usize| format!("X-Pad: {}\r\n", "p".repeat(head_len - fixed));
+    assert_eq!(
+        status("/", &pad(16384)),
+        200,
+        "a head at --max-header-bytes"
+    );
+    assert_eq!(
+        status("/", &pad(16385)),
+        431,
+        "a head over --max-header-bytes"
+    );
+}

@@ -888,11 +888,57 @@ fn chunk_cases() -> Vec<Case> {
             " 1\r\nx\r\n0\r\n\r\n",
         ),
         bad("rfc9112_7_1_space_after_chunk_size", "1 \r\nx\r\n0\r\n\r\n"),
-        // BWS before `;` is refused on purpose: no whitespace in a size line is ever needed, and
-        // refusing (then closing) can never desynchronise us from a proxy in front.
-        bad(
+        // BWS around `;` and `=` is in the chunk-ext grammar, and RFC 9110 §5.6.3 says a
+        // recipient MUST parse it; whitespace anywhere else in the line is not.
+        ok(
             "rfc9112_7_1_1_space_before_extension",
-            "1 ;a=b\r\nx\r\n0\r\n\r\n",
+            format!("{head}1 ;a=b\r\nx\r\n0\r\n\r\n{GET}"),
+            &[404, 200],
+        ),
+        ok(
+            "rfc9112_7_1_1_bws_around_extension_parts",
+            format!("{head}1\t; a = b ;c= \"d\"\r\nx\r\n0\r\n\r\n{GET}"),
+            &[404, 200],
+        ),
+        ok(
+            "rfc9112_7_1_1_quoted_pair_in_extension",
+            format!("{head}1;a=\"x\\\"y\\\\\"\r\nx\r\n0\r\n\r\n{GET}"),
+            &[404, 200],
+        ),
+        // Regression (found by review): these were accepted; extensions were skipped unchecked.
+        bad(
+            "rfc9112_7_1_1_extension_without_name",
+            "1;\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_bad_byte_in_extension_name",
+            "1;bad[=x\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_extension_without_value",
+            "1;a=\r\nx\r\n0\r\n\r\n",
+        ),
+        bad("rfc9112_7_1_1_empty_extension", "1;;a\r\nx\r\n0\r\n\r\n"),
+        bad(
+            "rfc9112_7_1_1_space_inside_extension_value",
+            "1;a=b c\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_space_at_end_of_extension",
+            "1;a=b \r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_unterminated_quoted_extension",
+            "1;a=\"b\r\nx\r\n0\r\n\r\n",
+        ),
+        bad(
+            "rfc9112_7_1_1_text_after_quoted_extension",
+            "1;a=\"b\"c\r\nx\r\n0\r\n\r\n",
+        ),
+        refused(
+            "rfc9112_7_1_1_obs_text_in_extension_token",
+            [head.as_bytes(), b"1;a=caf\xe9\r\nx\r\n0\r\n\r\n"].concat(),
+            400,
         ),
         bad("rfc9112_7_1_tab_in_chunk_size", "1\t\r\nx\r\n0\r\n\r\n"),
         bad("rfc9112_7_1_empty_chunk_size", "\r\nx\r\n0\r\n\r\n"),
@@ -1437,6 +1483,33 @@ fn target_cases() -> Vec<Case> {
             "GET /\x7f HTTP/1.1\r\nHost: t\r\n\r\n",
             400,
         ),
+        // RFC 9112 §3.2: no request-target form has a fragment. Regression (found by review):
+        // `#` and what follows were dropped and the rest routed.
+        refused(
+            "rfc9112_3_2_fragment_in_target",
+            "GET /#x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        refused(
+            "rfc9112_3_2_fragment_after_query",
+            "GET /?a=b#x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        refused(
+            "rfc9112_3_2_empty_fragment",
+            "GET /# HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        refused(
+            "rfc9112_3_2_2_fragment_in_absolute_form",
+            "GET http://t/#x HTTP/1.1\r\nHost: t\r\n\r\n",
+            400,
+        ),
+        ok(
+            "rfc3986_percent_encoded_fragment_is_path",
+            "GET /%23x HTTP/1.1\r\nHost: t\r\n\r\n",
+            &[404],
+        ),
         ok(
             "rfc3986_percent_encoded_target",
             "GET /%63af%C3%A9 HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -1445,26 +1518,26 @@ fn target_cases() -> Vec<Case> {
     ]
 }
 
-/// 414 and 431 at the default limits (4 KiB target, 8 KiB head, 64 field lines).
+/// 414 and 431 at the default limits (8 KiB target, 16 KiB head, 64 field lines).
 fn default_limit_cases() -> Vec<Case> {
     let long = |n: usize| format!("/{}", "a".repeat(n - 1));
     let fields = |n: usize| (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>();
     vec![
         ok(
             "rfc9110_15_5_15_target_at_limit",
-            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", long(4096)),
+            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", long(8192)),
             &[404],
         ),
         refused(
             "rfc9110_15_5_15_target_over_limit",
-            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", long(4097)),
+            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", long(8193)),
             414,
         ),
         // Regression (found by this table): 431 when the whole head came in one read (414 when
         // it trickled in): the answer depended on how the client's writes were split.
         refused(
             "rfc9110_15_5_15_target_over_head_limit",
-            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", long(10_000)),
+            format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", long(20_000)),
             414,
         ),
         refused(
@@ -1476,7 +1549,7 @@ fn default_limit_cases() -> Vec<Case> {
             "rfc6585_5_field_value_over_head_limit",
             format!(
                 "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
-                "v".repeat(9000)
+                "v".repeat(17_000)
             ),
             431,
         ),

@@ -2,7 +2,9 @@
 //! it can never be read as the next request. The bytes themselves are discarded.
 //!
 //! The chunked decoder is a byte-at-a-time state machine over RFC 9112 §7.1, so it accepts input
-//! split at any boundary and needs no buffer of its own.
+//! split at any boundary and needs no buffer of its own. Extensions and trailers are checked
+//! against their grammar and then discarded: a line that is not what the grammar says means the
+//! client and we may disagree on where the body ends, so it is a 400 and the connection closes.
 
 use super::error::ProtocolError;
 use super::request::BodyFraming;
@@ -35,8 +37,10 @@ enum State {
         value: u64,
         digits: usize,
     },
-    /// After `;`: chunk extensions, discarded up to the CR.
+    /// After the chunk size: chunk extensions (where in their grammar: `at`), checked and
+    /// discarded up to the CR. `len` counts their bytes against [`MAX_CHUNK_LINE_BYTES`].
     Extension {
+        at: Ext,
         len: usize,
         size: u64,
     },
@@ -67,6 +71,85 @@ enum State {
     /// CR of the final empty line; LF must follow, then the body is complete.
     FinalLf,
     Done,
+}
+
+/// Where the decoder is in the chunk extensions of RFC 9112 §7.1.1:
+///
+/// ```text
+/// chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+/// chunk-ext-name = token
+/// chunk-ext-val  = token / quoted-string
+/// ```
+///
+/// BWS ("bad" whitespace: spaces and tabs) is accepted where the grammar puts it, because RFC 9110
+/// §5.6.3 says recipients "MUST parse for such bad whitespace and remove it": so `1 ;a` is a chunk
+/// of size 1, while `1 ` (whitespace that no `;` follows) and `1;a=b ` (whitespace at the end of
+/// the line) are not in the grammar and are refused, as are `5;` (no name) and `5;bad[=x`. Each
+/// state names what has just been read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    /// The chunk size. Only `;` or BWS lead into extensions; a CR right after the size is
+    /// [`State::Size`]'s to take.
+    Start,
+    /// BWS before a `;`.
+    SpaceBeforeSemicolon,
+    /// `;` and maybe BWS: a name must come.
+    Semicolon,
+    /// Part of a name.
+    Name,
+    /// BWS after a name: `=` or `;` must come.
+    SpaceAfterName,
+    /// `=` and maybe BWS: a value must come.
+    Equals,
+    /// Part of a token value.
+    Token,
+    /// Inside a quoted-string value.
+    Quoted,
+    /// A backslash inside a quoted-string: the next byte is taken as it is (a quoted-pair).
+    Escape,
+    /// The closing quote of a quoted-string.
+    Closed,
+}
+
+impl Ext {
+    /// Whether the line may end (CR) here: only after a whole extension.
+    fn may_end(self) -> bool {
+        matches!(self, Ext::Name | Ext::Token | Ext::Closed)
+    }
+
+    /// The state after byte `b` (never the CR that ends the line, see [`Ext::may_end`]).
+    fn next(self, b: u8) -> Result<Ext, ProtocolError> {
+        use Ext::*;
+        let next = match (self, b) {
+            (Quoted, b'"') => Closed,
+            (Quoted, b'\\') => Escape,
+            (Quoted, _) if is_qdtext(b) => Quoted,
+            // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+            (Escape, b'\t' | b' '..=b'~' | 0x80..=0xff) => Quoted,
+            (Quoted | Escape, _) => {
+                return Err(ProtocolError::Malformed("bad quoted chunk extension value"));
+            }
+            // After the size or a whole extension (BWS included), `;` starts the next one.
+            (Start | SpaceBeforeSemicolon | Name | SpaceAfterName | Token | Closed, b';') => {
+                Semicolon
+            }
+            (Start | SpaceBeforeSemicolon | Token | Closed, b' ' | b'\t') => SpaceBeforeSemicolon,
+            (Semicolon, b' ' | b'\t') => Semicolon,
+            (Semicolon | Name, _) if is_tchar(b) => Name,
+            (Name | SpaceAfterName, b' ' | b'\t') => SpaceAfterName,
+            (Name | SpaceAfterName, b'=') => Equals,
+            (Equals, b' ' | b'\t') => Equals,
+            (Equals, b'"') => Quoted,
+            (Equals | Token, _) if is_tchar(b) => Token,
+            _ => return Err(ProtocolError::Malformed("bad chunk extension")),
+        };
+        Ok(next)
+    }
+}
+
+/// `qdtext` of RFC 9110 §5.6.4: any byte of a quoted-string but `"`, `\` and controls.
+fn is_qdtext(b: u8) -> bool {
+    matches!(b, b'\t' | b' ' | b'!' | 0x23..=0x5b | 0x5d..=0x7e | 0x80..=0xff)
 }
 
 /// What one call to [`BodyDecoder::decode`] achieved.
@@ -144,23 +227,27 @@ impl BodyDecoder {
                     }
                 }
                 _ if digits == 0 => return Err(Malformed("chunk size missing")),
-                b';' => State::Extension {
-                    len: 0,
+                b';' | b' ' | b'\t' => State::Extension {
+                    at: Ext::Start.next(b)?,
+                    len: 1,
                     size: self.chunk(value)?,
                 },
                 b'\r' => State::SizeLf {
                     size: self.chunk(value)?,
                 },
-                // Signs, spaces, `0x` prefixes and bare LFs all end up here.
+                // Signs, `0x` prefixes and bare LFs all end up here; a space before the size too.
                 _ => return Err(Malformed("bad chunk size")),
             },
-            State::Extension { len, size } => match b {
-                b'\r' => State::SizeLf { size },
+            State::Extension { at, len, size } => match b {
+                b'\r' if at.may_end() => State::SizeLf { size },
                 _ if len + 1 >= MAX_CHUNK_LINE_BYTES => {
                     return Err(Malformed("chunk extension too long"));
                 }
-                b'\t' | b' '..=b'~' | 0x80..=0xff => State::Extension { len: len + 1, size },
-                _ => return Err(Malformed("bad chunk extension")),
+                _ => State::Extension {
+                    at: at.next(b)?,
+                    len: len + 1,
+                    size,
+                },
             },
             State::SizeLf { size } => match b {
                 b'\n' if size == 0 => State::TrailerStart,
@@ -333,7 +420,7 @@ mod tests {
             b"+1\r\n",
             b" 1\r\n",
             b"1 \r\n",
-            b"1 ;a\r\n",
+            b"1\t\r\n",
             b"0x1\r\n",
             b"g\r\n",
             b";a\r\n",
@@ -359,6 +446,74 @@ mod tests {
             match chunked(body) {
                 Err(ProtocolError::Malformed(_)) => {}
                 other => panic!("{:?}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+    }
+
+    /// RFC 9112 §7.1.1, with the BWS that RFC 9110 §5.6.3 says a recipient MUST parse.
+    #[test]
+    fn chunk_extensions_follow_their_grammar() {
+        for line in [
+            &b"5;a"[..],
+            b"5;a=b",
+            b"5;a;b=1;c=2",
+            b"5;a=\"\"",
+            b"5;a=\"x;y=z\"",
+            b"5;a=\"q\\\"uo\\\\te\\ \"",
+            b"5;a=\"caf\xe9\tx\"",
+            b"5;!#$%&'*+-.^_`|~09AZaz=!#$%&'*+-.^_`|~09AZaz",
+            // BWS around `;` and `=`.
+            b"5 ;a",
+            b"5\t;a",
+            b"5; a",
+            b"5;a =b",
+            b"5;a= b",
+            b"5 \t; \ta \t= \tb \t;c ;d=\"e\" ;f",
+        ] {
+            let mut body = line.to_vec();
+            body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            assert_eq!(
+                chunked(&body),
+                Ok((body.len(), true)),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        for line in [
+            // Regression: these were accepted.
+            &b"5;"[..],
+            b"5;bad[=x",
+            b"5;=x",
+            b"5;;a",
+            b"5;a;",
+            b"5;a=",
+            b"5;a==b",
+            b"5;a=b=c",
+            b"5;a b",
+            b"5;a=b c",
+            b"5;\"a\"",
+            b"5;a=\"x\"y",
+            b"5;a=\"x",
+            b"5;a=\"x\\",
+            b"5;a=\"\x01\"",
+            b"5;a=\"\\\x7f\"",
+            b"5;a=caf\xe9",
+            b"5;caf\xe9",
+            b"5;a\x0bb",
+            // Whitespace the grammar has no place for: not before `;` or `=`.
+            b"5 ",
+            b"5 a",
+            b"5 ;",
+            b"5;a ",
+            b"5;a=b ",
+            b"5;a=\"b\" ",
+            b"5; ",
+        ] {
+            let mut body = line.to_vec();
+            body.extend_from_slice(b"\r\nhello\r\n0\r\n\r\n");
+            match chunked(&body) {
+                Err(ProtocolError::Malformed(_)) => {}
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(line)),
             }
         }
     }

@@ -333,11 +333,12 @@ fn validate(
     })
 }
 
-/// The path part of a request-target: query and fragment dropped; for the absolute form
-/// (RFC 9112 §3.2.2) scheme and authority dropped too, and an empty path is `/`.
+/// The path part of a request-target: query dropped; for the absolute form (RFC 9112 §3.2.2)
+/// scheme and authority dropped too, and an empty path is `/`. (A target with a fragment never
+/// gets here: [`check_target`] refuses it.)
 fn path_of(target: &str) -> &str {
     let rest = split_absolute(target).map_or(target, |(_, rest)| rest);
-    match rest.split(['?', '#']).next() {
+    match rest.split('?').next() {
         Some(path) if !path.is_empty() => path,
         _ => "/",
     }
@@ -353,7 +354,7 @@ fn split_absolute(target: &str) -> Option<(&str, &str)> {
             .map(|_| &target[scheme.len()..])
     };
     let rest = strip("http://").or_else(|| strip("https://"))?;
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
     Some(rest.split_at(end))
 }
 
@@ -364,6 +365,13 @@ fn check_target(method: &str, target: &str) -> Result<(), ProtocolError> {
     // UTF-8 through, and two parsers that disagree on it route the same request differently.
     if !target.is_ascii() {
         return Err(ProtocolError::Malformed("non-ASCII request-target"));
+    }
+    // Neither origin-form (`absolute-path [ "?" query ]`) nor absolute-form (`absolute-URI`,
+    // RFC 3986 §4.3) has a fragment: a client never sends one. httparse lets `#` through, and
+    // quietly dropping what follows it would route a different string from the one a proxy in
+    // front may have checked.
+    if target.contains('#') {
+        return Err(ProtocolError::Malformed("fragment in request-target"));
     }
     if target.starts_with('/') {
         return Ok(());
@@ -746,7 +754,13 @@ mod tests {
     fn target_forms() {
         for (target, want) in [
             ("/", Some("/")),
-            ("/a?b#c", Some("/a")),
+            ("/a?b", Some("/a")),
+            // Regression: the fragment was dropped and the rest routed.
+            ("/a?b#c", None),
+            ("/#", None),
+            ("/a#b?c", None),
+            ("http://t#x", None),
+            ("http://t/a#x", None),
             ("http://t", Some("/")),
             ("http://t?x", Some("/")),
             ("http://t:80/a?b", Some("/a")),

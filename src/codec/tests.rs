@@ -228,10 +228,11 @@ fn chunked_errors() {
             b"+5\r\n",
             ProtocolError::Malformed("chunk size missing"),
         ),
+        // BWS after the size may only lead to a `;` (RFC 9112 §7.1.1).
         (
             "space after size",
             b"5 \r\n",
-            ProtocolError::Malformed("bad chunk size"),
+            ProtocolError::Malformed("bad chunk extension"),
         ),
         (
             "bare LF",
