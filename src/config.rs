@@ -87,13 +87,13 @@ pub struct Config {
     /// (0 refuses every body).
     pub max_body: u64,
     /// Largest request head in bytes (request line + header lines); larger is 431. Default
-    /// 16 KiB: room for a request line of the 8 KiB default [`Config::max_uri_bytes`] plus
-    /// browser-sized headers (a few cookies, a long `User-Agent`). nginx accepts a request line
-    /// of up to 8 KiB and a head of up to 32 KiB (`large_client_header_buffers 4 8k`); Apache
-    /// 8190 bytes per line, 100 lines. An idle connection holds none of it (input stays in the
-    /// kernel until the shared input buffer takes it); only a client part-way through a head
-    /// makes its connection carry what it sent so far. [`MIN_HEADER_BYTES`] to
-    /// [`MAX_HEADER_BYTES`].
+    /// 12 KiB: room for an 8,000-octet request line (RFC 9112 §3's recommended minimum) plus
+    /// 4 KiB of ordinary headers. nginx accepts a request line of up to 8 KiB and a head of up to
+    /// 32 KiB (`large_client_header_buffers 4 8k`); Apache 8190 bytes per line, 100 lines.
+    /// Why not more: a client part-way through a head makes its connection hold what it sent so
+    /// far (conn.rs explains why that cannot wait in the kernel), so this limit is the
+    /// per-connection worst case of a half-sent head, and 12 KiB keeps it under 16 KiB.
+    /// [`MIN_HEADER_BYTES`] to [`MAX_HEADER_BYTES`].
     pub max_header_bytes: usize,
     /// Longest request-target in bytes; longer is 414. Default 8 KiB: RFC 9112 §3 recommends
     /// supporting request lines of at least 8000 octets, and long query strings (signed URLs,
@@ -120,7 +120,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(75),
             max_conns: 10_000,
             max_body: 1024 * 1024,
-            max_header_bytes: 16 * 1024,
+            max_header_bytes: 12 * 1024,
             max_uri_bytes: 8 * 1024,
             backlog: 1024,
             health_path: "/health".to_string(),
@@ -285,7 +285,7 @@ SERVE FLAGS (environment variable in brackets; flags win):
     --idle-timeout D          keep-alive idle timeout [LAMEDUCK_IDLE_TIMEOUT] (75s)
     --max-conns N             most open connections, 1 to 1000000 [LAMEDUCK_MAX_CONNS] (10000)
     --max-body BYTES          largest request body, at most 1073741824 [LAMEDUCK_MAX_BODY] (1048576)
-    --max-header-bytes BYTES  largest request head, 64 to 1048576 [LAMEDUCK_MAX_HEADER_BYTES] (16384)
+    --max-header-bytes BYTES  largest request head, 64 to 1048576 [LAMEDUCK_MAX_HEADER_BYTES] (12288)
     --max-uri-bytes BYTES     longest request-target, 1 to --max-header-bytes [LAMEDUCK_MAX_URI_BYTES] (8192)
     --backlog N               listen backlog, 1 to 2147483647 [LAMEDUCK_BACKLOG] (1024)
     --health-path PATH        readiness path [LAMEDUCK_HEALTH_PATH] (/health)
@@ -713,7 +713,7 @@ mod tests {
 
     #[test]
     fn target_limit_must_fit_in_the_head_limit() {
-        let err = parse(&["--max-uri-bytes", "16385"], &[]).unwrap_err();
+        let err = parse(&["--max-uri-bytes", "12289"], &[]).unwrap_err();
         assert!(
             err.0.contains("--max-uri-bytes") && err.0.contains("--max-header-bytes"),
             "{err}"

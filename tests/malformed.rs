@@ -1518,7 +1518,7 @@ fn target_cases() -> Vec<Case> {
     ]
 }
 
-/// 414 and 431 at the default limits (8 KiB target, 16 KiB head, 64 field lines).
+/// 414 and 431 at the default limits (8 KiB target, 12 KiB head, 64 field lines).
 fn default_limit_cases() -> Vec<Case> {
     let long = |n: usize| format!("/{}", "a".repeat(n - 1));
     let fields = |n: usize| (0..n).map(|i| format!("X-{i}: v\r\n")).collect::<String>();
