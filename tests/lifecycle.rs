@@ -8,7 +8,7 @@ use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Lameduck, PROMPT, get, read_response, reads_eof, request};
+use support::{Lameduck, PROMPT, field, get, read_response, reads_eof, request};
 
 #[test]
 fn announce_fails_readiness_but_keeps_serving_then_drain_refuses_new_connections() {
@@ -215,4 +215,32 @@ fn queued_connection_in_the_backlog_is_served_during_drain() {
     assert_eq!(response.status, 200);
     assert!(response.closes());
     assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
+}
+
+#[test]
+fn sigterm_then_sigint_back_to_back_are_told_apart_in_order() {
+    // Nothing between the two kill(2) calls. Either SIGTERM is delivered first, or both are
+    // pending together and Linux stacks both handler frames, SIGINT's below, so SIGTERM's handler
+    // still runs first. The log must name each delivery, in that order; a loop that kept one flag
+    // per signal would hand back SIGINT (the lower number) first and skip the announce.
+    // (SIGTERM twice this fast is a single delivery: the kernel keeps one pending instance of a
+    // standard signal, so no process can count it; see src/signals.rs.)
+    for attempt in 0..20 {
+        let mut server = Lameduck::start(&["--shutdown-delay", "20s", "--grace-period", "60s"]);
+        server.signal(libc::SIGTERM);
+        server.signal(libc::SIGINT);
+        let status = server.wait_exit(PROMPT);
+        let events: Vec<_> = server
+            .log
+            .iter()
+            .filter_map(|l| Some((field(l, "event")?, field(l, "signal")?)))
+            .collect();
+        assert_eq!(
+            events,
+            [("announce", "SIGTERM"), ("interrupted", "SIGINT")],
+            "attempt {attempt}: {:#?}",
+            server.log
+        );
+        assert_eq!(status.code(), Some(1), "attempt {attempt}");
+    }
 }
