@@ -343,3 +343,74 @@ fn default_limits_serve_an_8000_octet_request_line() {
         "a head over --max-header-bytes"
     );
 }
+
+/// Long enough to see the old behaviour (a 408 at the default 10 s header timeout) as bytes on
+/// the wire rather than as a read timeout of the test's own.
+const PAST_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A stray CRLF between requests is ignored (RFC 9112 §2.2), so it does not make an idle
+/// keep-alive connection busy: at SIGINT the drain closes it as idle, the client reads EOF
+/// without a byte, and the server exits 0.
+/// Before the fix: the CRLF made the connection Active, the drain waited for a head that never
+/// came, and the client got a 408 at the header timeout.
+#[test]
+fn stray_crlf_between_requests_leaves_the_connection_idle() {
+    let mut server = Lameduck::start(&[]);
+    let mut stream = server.connect();
+    stream.write_all(&get("/")).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    assert_eq!(read_response(&mut reader, false).unwrap().status, 200);
+    assert!(reader.buffer().is_empty());
+    stream.write_all(b"\r\n").unwrap();
+    // The server has read the CRLF once it answers a later connection.
+    assert_eq!(request(server.addr, &get("/")).status, 200);
+
+    server.signal(libc::SIGINT);
+    let received = support::receive_until_close(&mut stream, PAST_HEADER_TIMEOUT);
+    assert!(
+        received.eof() && received.bytes.is_empty(),
+        "EOF without a byte; got {received}"
+    );
+    drop(stream);
+    assert_eq!(server.wait_exit(support::PROMPT).code(), Some(0));
+}
+
+/// The same before the first request: a connection that has sent only a CRLF has sent no
+/// request, and the drain closes it without a word.
+/// Before the fix: a 408 at the header timeout, as above.
+#[test]
+fn stray_crlf_before_the_first_request_leaves_the_connection_new() {
+    let mut server = Lameduck::start(&[]);
+    let mut stream = server.connect();
+    stream.write_all(b"\r\n").unwrap();
+    assert_eq!(request(server.addr, &get("/")).status, 200);
+
+    server.signal(libc::SIGINT);
+    let received = support::receive_until_close(&mut stream, PAST_HEADER_TIMEOUT);
+    assert!(
+        received.eof() && received.bytes.is_empty(),
+        "EOF without a byte; got {received}"
+    );
+    drop(stream);
+    assert_eq!(server.wait_exit(support::PROMPT).code(), Some(0));
+}
+
+/// Ignoring a stray CRLF must not lose the request that follows it, whether the CRLF comes
+/// before the first request or between two, and arrives in a read of its own.
+/// A guard for the fix above: this already held before it.
+#[test]
+fn a_request_after_a_stray_crlf_is_answered() {
+    let server = Lameduck::start(&[]);
+    let stream = server.connect();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for _ in 0..2 {
+        writer.write_all(b"\r\n").unwrap();
+        // The server has read the CRLF on its own once it answers a later connection.
+        assert_eq!(request(server.addr, &get("/")).status, 200);
+        writer.write_all(&get("/")).unwrap();
+        let response = read_response(&mut reader, false).unwrap();
+        assert_eq!(response.status, 200);
+        assert!(!response.closes(), "{}", response.head);
+    }
+}

@@ -244,3 +244,65 @@ fn sigterm_then_sigint_back_to_back_are_told_apart_in_order() {
         assert_eq!(status.code(), Some(1), "attempt {attempt}");
     }
 }
+
+/// Sends the head of `POST /` (`Content-Length: 10`) and the first 4 body bytes, and returns once
+/// the server has read them (it answers a later connection only after earlier events).
+fn post_with_body_in_flight(server: &Lameduck) -> TcpStream {
+    let mut stream = server.connect();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n0123")
+        .unwrap();
+    assert_eq!(request(server.addr, &get("/")).status, 200);
+    stream
+}
+
+/// Persistence is decided when a response is written (DESIGN.md: "anything written after
+/// SIGTERM says `Connection: close`, whenever its request arrived"): a request whose head came
+/// while SERVING and whose body ends during ANNOUNCE gets its answer (405 for `POST /`) with
+/// `Connection: close`, then EOF.
+/// Before the fix: the answer said keep-alive (decided when the head was read) and the
+/// connection stayed open until DRAIN.
+#[test]
+fn a_response_written_after_sigterm_says_connection_close() {
+    let mut server = Lameduck::start(&["--shutdown-delay", "5s"]);
+    let mut stream = post_with_body_in_flight(&server);
+    server.signal(libc::SIGTERM);
+    server.wait_for("event=announce");
+
+    stream.write_all(b"456789").unwrap();
+    let received = support::receive_until_close(&mut stream, PROMPT);
+    let response = received.only_response();
+    assert!(
+        received.eof()
+            && response
+                .as_ref()
+                .is_some_and(|r| r.status == 405 && r.closes()),
+        "one 405 with Connection: close, then EOF; got {received}"
+    );
+    drop(stream);
+    assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
+}
+
+/// The same promise across into DRAIN: a body that ends after SIGINT is answered with
+/// `Connection: close`, the connection ends with EOF, and the drain exits 0.
+/// Before the fix: the answer said keep-alive, then the server closed the connection under it.
+#[test]
+fn a_response_written_during_drain_says_connection_close() {
+    let mut server = Lameduck::start(&[]);
+    let mut stream = post_with_body_in_flight(&server);
+    server.signal(libc::SIGINT);
+    server.wait_for("event=drain");
+
+    stream.write_all(b"456789").unwrap();
+    let received = support::receive_until_close(&mut stream, PROMPT);
+    let response = received.only_response();
+    assert!(
+        received.eof()
+            && response
+                .as_ref()
+                .is_some_and(|r| r.status == 405 && r.closes()),
+        "one 405 with Connection: close, then EOF; got {received}"
+    );
+    drop(stream);
+    assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
+}

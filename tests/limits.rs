@@ -103,6 +103,31 @@ fn descriptors_below(pid: libc::pid_t, limit: usize) -> usize {
         .count()
 }
 
+/// The lowest descriptor number `pid` could open after `n` others (`n` = 0: the next one).
+/// Setting `RLIMIT_NOFILE` to the value for `n` = 1 leaves room for exactly one more descriptor,
+/// whatever holes or high inherited descriptors the table has.
+fn free_descriptor(pid: libc::pid_t, n: usize) -> usize {
+    let open: std::collections::HashSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
+        .collect();
+    (0..)
+        .filter(|fd| !open.contains(fd))
+        .nth(n)
+        .expect("a free descriptor number")
+}
+
+/// Lowers the running process's `RLIMIT_NOFILE` (soft and hard) to `limit`.
+fn set_nofile(pid: libc::pid_t, limit: usize) {
+    let limit = libc::rlimit {
+        rlim_cur: limit as libc::rlim_t,
+        rlim_max: limit as libc::rlim_t,
+    };
+    // SAFETY: prlimit(2) on our own child, reading `limit` (a local) and writing nothing.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+}
+
 /// Pipelines `GET /` on `stream` without reading until a write makes no progress for `stall`
 /// (the server has stopped reading and every buffer on the way is full); returns how many whole
 /// requests were sent.
@@ -393,4 +418,146 @@ fn a_client_that_pauses_reading_gets_the_idle_timeout() {
             .unwrap_or_else(|e| panic!("response {i} of {requests} after the pause: {e}"));
         assert_eq!(response.status, 200, "response {i}");
     }
+}
+
+/// DRAIN takes every client already queued in the accept backlog, whatever `--max-conns` says
+/// (DESIGN.md: "no client sees a reset"): at the limit, five clients wait in the backlog with a
+/// whole request each; SIGINT must answer each with `200` + `Connection: close` then EOF, close
+/// the idle keep-alive client without a byte, log `backlog_accepted=5`, and exit 0.
+/// Before the fix: the drain stopped at the limit and closed the listener, so every queued client
+/// was reset (`backlog_accepted=0`).
+#[test]
+fn no_client_is_reset_at_the_connection_limit_during_a_drain() {
+    const QUEUED: usize = 5;
+    let mut server = Lameduck::start(&["--max-conns", "1"]);
+    let idle = served_connection(&server);
+    // connect() returning means the handshake is done: each client now waits in the backlog.
+    let mut queued: Vec<TcpStream> = (0..QUEUED)
+        .map(|_| {
+            let mut stream = server.connect();
+            stream.write_all(GET).expect("write GET");
+            stream
+        })
+        .collect();
+    server.wait_for("event=accept_paused");
+
+    server.signal(libc::SIGINT);
+    let drain = server.wait_for("event=drain");
+    for (i, stream) in queued.iter_mut().enumerate() {
+        let received = support::receive_until_close(stream, support::PROMPT);
+        let response = received.only_response();
+        assert!(
+            received.eof()
+                && response
+                    .as_ref()
+                    .is_some_and(|r| r.status == 200 && r.closes()),
+            "queued client {i} must get one 200 with Connection: close, then EOF; got {received}; \
+             drain line: {drain}"
+        );
+    }
+    let mut idle = idle.into_inner();
+    let received = support::receive_until_close(&mut idle, support::PROMPT);
+    assert!(
+        received.eof() && received.bytes.is_empty(),
+        "the idle client is closed without a byte; got {received}"
+    );
+    // Closing our ends lets the server's lingering reads end at once.
+    drop((idle, queued));
+    let status = server.wait_exit(support::PROMPT);
+    assert_eq!(
+        support::field(&drain, "backlog_accepted"),
+        Some("5"),
+        "{drain}"
+    );
+    assert_eq!(status.code(), Some(0), "{:#?}", server.log);
+}
+
+/// A client queued in the backlog that the drain truly cannot take (no descriptor left) is
+/// counted, and the exit does not claim a clean drain (DESIGN.md: "a client that truly cannot be
+/// taken is counted, and the exit then does not claim a clean drain"). The running server's
+/// `RLIMIT_NOFILE` is lowered so that one more connection fits; a kept-alive client takes it and
+/// two more wait in the backlog. SIGINT must log `backlog_lost=2` on the drain line (the accept
+/// queue's length when the listener is closed, read with `TCP_INFO` before the idle connection
+/// frees its descriptor), `outcome=backlog_lost` on the exit line, and exit 1.
+/// Before the fix: the two clients were reset unseen and the server exited 0 (`outcome=drained`).
+#[test]
+fn a_queued_client_that_cannot_be_taken_is_counted_and_the_exit_is_not_clean() {
+    let mut server = Lameduck::start(&[]);
+    let pid = server.pid();
+    // Room for exactly one more descriptor (the default --max-conns, 10 000, is far away).
+    set_nofile(pid, free_descriptor(pid, 1));
+    let idle = served_connection(&server);
+    let queued: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut stream = server.connect();
+            stream.write_all(GET).expect("write GET");
+            stream
+        })
+        .collect();
+    server.wait_for("reason=out_of_descriptors");
+
+    server.signal(libc::SIGINT);
+    let drain = server.wait_for("event=drain");
+    let mut idle = idle.into_inner();
+    let received = support::receive_until_close(&mut idle, support::PROMPT);
+    assert!(
+        received.eof() && received.bytes.is_empty(),
+        "the idle client is closed without a byte; got {received}"
+    );
+    drop(idle);
+    let status = server.wait_exit(support::PROMPT);
+    let exit = server.wait_for("event=exit");
+    drop(queued);
+    assert_eq!(
+        support::field(&drain, "backlog_lost"),
+        Some("2"),
+        "drain line: {drain}; exit line: {exit}; {status}"
+    );
+    assert_eq!(
+        support::field(&exit, "outcome"),
+        Some("backlog_lost"),
+        "exit line: {exit}"
+    );
+    assert_eq!(status.code(), Some(1), "{exit}");
+}
+
+/// A state that repeats logs once per change, never once per request (DESIGN.md): at
+/// `--max-conns 1`, twenty clients queued behind one connection are served one after another,
+/// each taken as the one before it closes. The server stays at its limit the whole time, so the
+/// log must hold exactly one `event=accept_paused` and at most one `event=accept_resumed` (when
+/// the backlog is finally empty).
+/// Before the fix: every hand-over logged a resumed/paused pair (21 lines of each).
+#[test]
+fn one_log_line_per_accept_state_change() {
+    const QUEUED: usize = 20;
+    let mut server = Lameduck::start(&["--max-conns", "1"]);
+    let first = served_connection(&server);
+    let queued: Vec<TcpStream> = (0..QUEUED)
+        .map(|_| {
+            let mut stream = server.connect();
+            stream.write_all(GET_CLOSE).expect("write GET");
+            stream
+        })
+        .collect();
+    server.wait_for("event=accept_paused");
+
+    drop(first);
+    // Each client is dropped once served: that frees the slot for the next one.
+    for (i, mut stream) in queued.into_iter().enumerate() {
+        let received = support::receive_until_close(&mut stream, support::PROMPT);
+        assert!(
+            received.eof() && received.only_response().is_some_and(|r| r.status == 200),
+            "queued client {i}: {received}"
+        );
+    }
+    server.wait_for("event=accept_resumed");
+    server.signal(libc::SIGINT);
+    assert_eq!(server.wait_exit(support::PROMPT).code(), Some(0));
+    let count = |event: &str| server.log.iter().filter(|l| l.contains(event)).count();
+    let (paused, resumed) = (count("event=accept_paused"), count("event=accept_resumed"));
+    assert!(
+        paused == 1 && resumed <= 1,
+        "{paused} accept_paused and {resumed} accept_resumed lines; log: {:#?}",
+        server.log
+    );
 }

@@ -386,3 +386,56 @@ pub fn exchange_until_close(stream: &mut TcpStream, raw: &[u8]) -> String {
         .expect("read until the server closes (EOF, not a reset)");
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// Everything a client received until its connection ended, and how it ended: `Ok` for the
+/// server's FIN (EOF), the error for a reset or a read that waited its whole limit. For promises
+/// of the shape "a response, then EOF" or "EOF without a byte": both halves are asserted, and a
+/// failure prints both (the bytes before a reset say as much as the reset).
+#[derive(Debug)]
+pub struct Received {
+    pub bytes: Vec<u8>,
+    pub end: io::Result<()>,
+}
+
+impl Received {
+    /// The server closed gently (FIN, not a reset, not a timeout).
+    pub fn eof(&self) -> bool {
+        self.end.is_ok()
+    }
+
+    /// The one response received, if the bytes are exactly one whole response.
+    pub fn only_response(&self) -> Option<Response> {
+        let mut rest = self.bytes.as_slice();
+        let response = read_response(&mut rest, false).ok()?;
+        rest.is_empty().then_some(response)
+    }
+}
+
+impl std::fmt::Display for Received {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = String::from_utf8_lossy(&self.bytes);
+        match &self.end {
+            Ok(()) => write!(f, "{text:?} then EOF"),
+            Err(e) => write!(f, "{text:?} then {e}"),
+        }
+    }
+}
+
+/// Reads `stream` until EOF, a reset, or `limit` passing without a byte, and returns what
+/// arrived. The limit is the socket's read timeout: pick it longer than any server timeout whose
+/// answer (a 408, say) the test wants to see instead of a timeout of its own.
+pub fn receive_until_close(stream: &mut TcpStream, limit: Duration) -> Received {
+    stream.set_read_timeout(Some(limit)).expect("read timeout");
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break Ok(()),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
+    Received { bytes, end }
+}
