@@ -57,7 +57,7 @@ USER 65532:65532
 # Documentation only (publishing is up to `docker run -p` / the Service): the default --port.
 EXPOSE 8080
 
-# SIGTERM starts the lame-duck ANNOUNCE phase and then the drain (see DESIGN.md). This is the
+# SIGTERM starts the lame-duck ANNOUNCE phase and then the drain (see docs/design.md). This is the
 # default already; it is stated so nobody "fixes" it to SIGINT, which skips the announce delay.
 STOPSIGNAL SIGTERM
 

@@ -75,7 +75,7 @@ MAX_CONNS = max(IDLE_CONNS, 10000) + 1000
 START_TIMEOUT = 10.0  # seconds for a server to answer /health
 STOP_TIMEOUT = 40.0  # seconds for a server to exit after its stop signal (peers drain up to 30 s)
 
-# (name, connections, pipeline depth): the three profiles of issue 5.
+# (name, connections, pipeline depth): the three load profiles of docs/design.md.
 ALL_PROFILES = {
     "c64": (64, 1),
     "c512": (512, 1),
@@ -598,7 +598,8 @@ def ratio_median(rounds, a, b, path):
 
 
 def target_checks(rounds, summary, name):
-    """Issue 5's targets for one lameduck build: (target, measured, met or None if unmeasured)."""
+    """The performance targets (docs/design.md) for one lameduck build: (target, measured, met or
+    None if unmeasured)."""
     out = []
     p16 = f"p{PIPELINE_DEPTH}"
 
@@ -777,7 +778,7 @@ def write_markdown(path, meta, summary, names, bins, errors, failures):
                      f"{cell(s, 'allocs_per_conn', 'n')} |")
     for name in [n for n in names if n.startswith("lameduck")]:
         checks = target_checks(meta["_rounds"], summary, name)
-        L.append(f"\n## Issue 5 targets: {name}\n")
+        L.append(f"\n## Targets (docs/design.md): {name}\n")
         L.append("| target | measured (median) | met |")
         L.append("|---|--:|:-:|")
         for text, measured, met in checks:

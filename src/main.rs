@@ -8,7 +8,7 @@ use lameduck::config::{self, Command, USAGE};
 use lameduck::log::{self, Level};
 use lameduck::{Server, live, routes};
 
-/// Exit code for a bad configuration or a failure to start (DESIGN.md).
+/// Exit code for a bad configuration or a failure to start (docs/design.md, "Command line").
 const EXIT_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {

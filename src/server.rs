@@ -1,5 +1,5 @@
 //! The event loop: one thread, one `mio::Poll`, the listener, the signal source, the
-//! connections, the timers, and the shutdown lifecycle of DESIGN.md.
+//! connections, the timers, and the shutdown lifecycle of docs/design.md.
 //!
 //! ```text
 //!  start ──bind ok──▶ SERVING ──SIGTERM──▶ ANNOUNCE ──delay over──▶ DRAIN ──all closed──▶ exit 0
@@ -82,7 +82,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The process exit code for this outcome (DESIGN.md).
+    /// The process exit code for this outcome (docs/design.md, "Command line").
     pub fn exit_code(self) -> i32 {
         match self {
             Outcome::Drained => 0,

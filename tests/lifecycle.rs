@@ -1,4 +1,4 @@
-//! The shutdown lifecycle of DESIGN.md against the real binary, with real signals:
+//! The shutdown lifecycle of docs/design.md against the real binary, with real signals:
 //! SERVING → ANNOUNCE (lame duck) → DRAIN → exit 0, the forced exit at the drain deadline, the
 //! second signal, and SIGINT skipping the delay.
 

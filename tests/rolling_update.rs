@@ -170,7 +170,7 @@ fn base_config(label: &str) -> Option<RunConfig> {
     })
 }
 
-/// The long configuration: lameduck defaults, the 2 s lag, overridable from the
+/// The long configuration: lameduck defaults, a 2 s endpoint-removal lag, overridable from the
 /// environment (`ROLLING_RESTARTS`, `ROLLING_LAG`, `ROLLING_KEEPALIVE_CLIENTS`, `ROLLING_NEWCONN_CLIENTS`,
 /// `ROLLING_IDLE_CLIENTS`; `ROLLING_SEED` replays the think times of a run, short or long).
 fn long_config(label: &str) -> Option<RunConfig> {

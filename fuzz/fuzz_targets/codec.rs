@@ -19,7 +19,7 @@ use lameduck::codec::{
 };
 use libfuzzer_sys::fuzz_target;
 
-/// Every status a protocol error may map to (DESIGN.md, "HTTP surface").
+/// Every status a protocol error may map to (docs/design.md, "HTTP surface").
 const ERROR_STATUSES: &[u16] = &[400, 408, 413, 414, 417, 431, 501, 505];
 
 /// A parse outcome without the borrow, for comparing two parses.
