@@ -67,10 +67,10 @@ PROBE_TIMEOUT_S = env_float("PROBE_TIMEOUT_S", 5.0)
 # costs, not how much; raise them so every connection is held while it is measured.
 HOLD_ARGS = os.environ.get("HOLD_ARGS", "--header-timeout 600s --idle-timeout 600s").split()
 SERVER_ARGS = os.environ.get("SERVER_ARGS", "").split()
-# Loopback's MSS is 64 KiB, and Linux sizes a new socket's send buffer from the MSS
-# (tcp_sndbuf_expand: twice the initial window of 10 segments): ~4 MiB per server socket here
-# against ~140 KB behind a 1,448-byte Ethernet MSS, where it grows only as the client acknowledges
-# (and a client that never reads acknowledges little). The hostile clients ask for a real
+# Loopback's MSS is 64 KiB, and Linux sizes a new socket's send buffer as a multiple of the MSS
+# (tcp_sndbuf_expand): measured ~4 MiB per server socket here against ~140 KB behind a 1,448-byte
+# Ethernet MSS, where it grows only as the client acknowledges (and a client that never reads
+# acknowledges little). The hostile clients ask for a real
 # network's MSS so the server's kernel figures are the ones a pod would see; CLIENT_MSS=0 keeps
 # loopback's. The clients' own buffers are kept small: they are not the server's memory, but they
 # would eat the machine-wide tcp_mem budget the server's sockets are measured against.
