@@ -37,6 +37,14 @@ pub const MAX_CONNS: usize = 1_000_000;
 /// to the handler whole); a bigger upload belongs to a streaming service, not this server.
 pub const MAX_BODY: u64 = 1024 * 1024 * 1024;
 
+/// Smallest `--buffer-budget`: 64 KiB, a few connections' worth of queued output. Below that a
+/// single large response would stop every other connection.
+pub const MIN_BUFFER_BUDGET: usize = 64 * 1024;
+
+/// Largest `--buffer-budget`: 16 GiB. The budget exists to stay inside a memory limit; beyond
+/// this it is a typo.
+pub const MAX_BUFFER_BUDGET: usize = 16 * 1024 * 1024 * 1024;
+
 /// Smallest `--max-header-bytes`: 64. The shortest request a real client sends
 /// (`GET / HTTP/1.1`, `Host: localhost`, the empty line) is 35 bytes; below 64 hardly anything
 /// but a 431 could be answered.
@@ -83,6 +91,16 @@ pub struct Config {
     /// Most open connections. At the limit the server stops accepting (clients wait in the
     /// listen backlog) rather than accept-and-drop. Default 10 000; 1 to [`MAX_CONNS`].
     pub max_conns: usize,
+    /// Bytes the server may hold in user space on behalf of all its clients together: queued
+    /// output and unfinished request heads. When it is spent, no connection starts a new
+    /// request until clients have read some of their output; requests wait in the kernel
+    /// meanwhile (TCP flow control makes their clients wait), so memory stops growing instead of
+    /// the pod being OOM-killed. Default 64 MiB: more than 10,000 connections' worth of queued
+    /// small responses (4 KiB each), so with small responses it does not bind before the
+    /// per-connection caps do; it binds when handlers return large responses to slow readers.
+    /// Set it, with `--max-conns`, from the container's memory limit (deploy/kubernetes.yaml
+    /// shows how). [`MIN_BUFFER_BUDGET`] to [`MAX_BUFFER_BUDGET`].
+    pub buffer_budget: usize,
     /// Largest request body in bytes; larger is 413. Default 1 MiB; at most [`MAX_BODY`]
     /// (0 refuses every body).
     pub max_body: u64,
@@ -119,6 +137,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_conns: 10_000,
+            buffer_budget: 64 * 1024 * 1024,
             max_body: 1024 * 1024,
             max_header_bytes: 12 * 1024,
             max_uri_bytes: 8 * 1024,
@@ -183,6 +202,7 @@ impl Config {
             "max-header-bytes" => count(self.max_header_bytes, MIN_HEADER_BYTES, MAX_HEADER_BYTES),
             "max-uri-bytes" => count(self.max_uri_bytes, 1, MAX_HEADER_BYTES),
             "max-body" => within(flag, self.max_body, 0, MAX_BODY, |n| n.to_string()),
+            "buffer-budget" => count(self.buffer_budget, MIN_BUFFER_BUDGET, MAX_BUFFER_BUDGET),
             "backlog" => within(flag, self.backlog, 1, MAX_BACKLOG, |n| n.to_string()),
             "health-path" if !self.health_path.starts_with('/') => {
                 Err(ConfigError("--health-path must start with '/'".into()))
@@ -285,6 +305,7 @@ SERVE FLAGS (environment variable in brackets; flags win):
     --idle-timeout D          keep-alive idle timeout [LAMEDUCK_IDLE_TIMEOUT] (75s)
     --max-conns N             most open connections, 1 to 1000000 [LAMEDUCK_MAX_CONNS] (10000)
     --max-body BYTES          largest request body, at most 1073741824 [LAMEDUCK_MAX_BODY] (1048576)
+    --buffer-budget BYTES     user-space bytes held for all clients together, 65536 to 17179869184 [LAMEDUCK_BUFFER_BUDGET] (67108864)
     --max-header-bytes BYTES  largest request head, 64 to 1048576 [LAMEDUCK_MAX_HEADER_BYTES] (12288)
     --max-uri-bytes BYTES     longest request-target, 1 to --max-header-bytes [LAMEDUCK_MAX_URI_BYTES] (8192)
     --backlog N               listen backlog, 1 to 2147483647 [LAMEDUCK_BACKLOG] (1024)
@@ -379,6 +400,7 @@ where
             "idle-timeout" => config.idle_timeout = parse_duration(name, value)?,
             "max-conns" => config.max_conns = parse_number(name, value)?,
             "max-body" => config.max_body = parse_number(name, value)?,
+            "buffer-budget" => config.buffer_budget = parse_number(name, value)?,
             "max-header-bytes" => config.max_header_bytes = parse_number(name, value)?,
             "max-uri-bytes" => config.max_uri_bytes = parse_number(name, value)?,
             "backlog" => config.backlog = parse_number(name, value)?,
@@ -406,6 +428,7 @@ const SERVE_ENV: &[(&str, &str)] = &[
     ("idle-timeout", "LAMEDUCK_IDLE_TIMEOUT"),
     ("max-conns", "LAMEDUCK_MAX_CONNS"),
     ("max-body", "LAMEDUCK_MAX_BODY"),
+    ("buffer-budget", "LAMEDUCK_BUFFER_BUDGET"),
     ("max-header-bytes", "LAMEDUCK_MAX_HEADER_BYTES"),
     ("max-uri-bytes", "LAMEDUCK_MAX_URI_BYTES"),
     ("backlog", "LAMEDUCK_BACKLOG"),

@@ -34,6 +34,7 @@ use crate::codec::{
     self, BodyDecoder, Encoder, HeadLimits, Parse, Persistence, ProtocolError, Request, Response,
     Version,
 };
+use crate::config::Config;
 
 /// How long a half-closed connection keeps reading (and discarding) before it is closed.
 ///
@@ -192,6 +193,21 @@ pub struct Limits {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub health_path: String,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Self {
+        Limits {
+            head: HeadLimits {
+                max_head_bytes: config.max_header_bytes,
+                max_target_bytes: config.max_uri_bytes,
+            },
+            max_body: config.max_body,
+            header_timeout: config.header_timeout,
+            idle_timeout: config.idle_timeout,
+            health_path: config.health_path.clone(),
+        }
+    }
 }
 
 /// A response whose request still has a body to be read; it is written once the body is in.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::codec::{DateCache, HeadLimits, Request, Response};
+use crate::codec::{DateCache, Request, Response};
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
 use crate::live::{Heartbeat, LiveFile};
@@ -46,14 +46,6 @@ const EVENTS_CAPACITY: usize = 1024;
 
 /// Shared input buffer size: one peek can see this many bytes of pipelined requests or body.
 const SCRATCH_INPUT_BYTES: usize = 64 * 1024;
-
-/// The server-wide budget for output queued in user space, all connections together. Each
-/// connection queues at most [`conn::OUTPUT_HIGH_WATER`] plus one response, but a handler's
-/// response can be large; once this much is queued, no connection starts a new request until
-/// clients have read some of it (their requests wait in the kernel meanwhile). 64 MiB covers
-/// 10,000 connections' worth of small queued responses, so with small responses the budget never
-/// binds before the per-connection cap does.
-const OUTPUT_BUDGET_BYTES: usize = 64 * 1024 * 1024;
 
 /// The lifecycle phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,8 +122,10 @@ struct Runtime<H> {
     accept_pause: AcceptPause,
     accept_retry_at: Option<Instant>,
     signal_at: Option<Instant>,
-    /// Output queued in user space by all connections together (see [`OUTPUT_BUDGET_BYTES`]).
+    /// Bytes held in user space for all connections together ([`Connection::buffered`]),
+    /// against `--buffer-budget`.
     buffered: usize,
+    budget: usize,
     stats: Stats,
 }
 
@@ -147,7 +141,7 @@ impl<H> Runtime<H> {
             now: self.now,
             date: self.date.value(),
             phase,
-            budget_full: self.buffered >= OUTPUT_BUDGET_BYTES,
+            budget_full: self.buffered >= self.budget,
             limits: &self.limits,
             handler: &mut self.handler,
         };
@@ -160,6 +154,10 @@ impl Server {
     /// order: a signal during start-up is never lost, and the liveness file only ever says
     /// "live" for a server that holds its port.
     pub fn bind(config: Config) -> io::Result<Server> {
+        // A `Config` built in code gets the same checks as one from the command line.
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let poll = Poll::new()?;
         let mut signals = SignalSource::new()?;
         poll.registry()
@@ -211,22 +209,14 @@ impl Server {
             now,
             date: DateCache::default(),
             scratch: Scratch::new(SCRATCH_INPUT_BYTES.max(self.config.max_header_bytes + 1)),
-            limits: Limits {
-                head: HeadLimits {
-                    max_head_bytes: self.config.max_header_bytes,
-                    max_target_bytes: self.config.max_uri_bytes,
-                },
-                max_body: self.config.max_body,
-                header_timeout: self.config.header_timeout,
-                idle_timeout: self.config.idle_timeout,
-                health_path: self.config.health_path.clone(),
-            },
+            limits: Limits::from(&self.config),
             next_heartbeat: now,
             next_sweep: now + SWEEP_INTERVAL,
             accept_pause: AcceptPause::No,
             accept_retry_at: None,
             signal_at: None,
             buffered: 0,
+            budget: self.config.buffer_budget,
             stats: Stats::default(),
         };
         log::event(

@@ -13,7 +13,6 @@
 use std::io::{self, Write};
 use std::time::Instant;
 
-use lameduck::codec::HeadLimits;
 use lameduck::config::Config;
 use lameduck::conn::{Context, Limits, Phase, Transport};
 
@@ -115,17 +114,7 @@ impl Transport for Memory {
 /// The server's per-connection limits at the `Config` defaults (mapped as `Server::run` maps
 /// them), so these tests follow the defaults instead of restating them.
 pub fn limits() -> Limits {
-    let config = Config::default();
-    Limits {
-        head: HeadLimits {
-            max_head_bytes: config.max_header_bytes,
-            max_target_bytes: config.max_uri_bytes,
-        },
-        max_body: config.max_body,
-        header_timeout: config.header_timeout,
-        idle_timeout: config.idle_timeout,
-        health_path: config.health_path,
-    }
+    Limits::from(&Config::default())
 }
 
 /// What one turn of a serving (not draining, ready, keep-alive) server tells a connection, with
