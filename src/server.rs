@@ -126,10 +126,35 @@ struct Runtime<H> {
     /// against `--buffer-budget`.
     buffered: usize,
     budget: usize,
+    /// `buffered` has reached `budget`: no connection starts a new request.
+    budget_full: bool,
     stats: Stats,
 }
 
 impl<H> Runtime<H> {
+    /// Books a connection's change of held bytes from `before` to `after` against the budget,
+    /// with one log line each time the budget fills up or has room again.
+    fn account(&mut self, before: usize, after: usize) {
+        self.buffered = self.buffered - before + after;
+        let full = self.buffered >= self.budget;
+        if full != self.budget_full {
+            self.budget_full = full;
+            let (level, event) = if full {
+                (Level::Warn, "budget_full")
+            } else {
+                (Level::Info, "budget_available")
+            };
+            log::event(
+                level,
+                event,
+                &[
+                    ("buffered", self.buffered.into()),
+                    ("budget", self.budget.into()),
+                ],
+            );
+        }
+    }
+
     /// What a connection is told about the server in the current phase, and the shared buffers.
     fn connection_context(&mut self) -> (&mut Scratch, Context<'_, H>) {
         let phase = match self.phase {
@@ -141,7 +166,7 @@ impl<H> Runtime<H> {
             now: self.now,
             date: self.date.value(),
             phase,
-            budget_full: self.buffered >= self.budget,
+            budget_full: self.budget_full,
             limits: &self.limits,
             handler: &mut self.handler,
         };
@@ -217,6 +242,7 @@ impl Server {
             signal_at: None,
             buffered: 0,
             budget: self.config.buffer_budget,
+            budget_full: false,
             stats: Stats::default(),
         };
         log::event(
@@ -561,7 +587,7 @@ impl Server {
             return;
         };
         rt.stats.served += conn.served() - served;
-        rt.buffered = rt.buffered - buffered + conn.buffered();
+        rt.account(buffered, conn.buffered());
         self.apply(index, verdict, rt);
     }
 
@@ -582,7 +608,7 @@ impl Server {
             return;
         }
         if let Some(mut conn) = self.conns.remove(index) {
-            rt.buffered -= conn.buffered();
+            rt.account(conn.buffered(), 0);
             let _ = self.poll.registry().deregister(conn.stream_mut());
         }
         if rt.accept_pause != AcceptPause::No && rt.accept_retry_at.is_none() {

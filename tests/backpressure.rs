@@ -4,14 +4,16 @@
 //! the kernel's buffers.
 //!
 //! These are deterministic versions of what the `session` fuzz target checks at random: how fast
-//! a client reads its responses must never change what it is told.
+//! a client reads its responses must never change what it is told. They also pin down where the
+//! bytes of a client that does not read live: its requests in the kernel (here: the bytes of
+//! `Memory::arrived` not yet consumed), at most a small queue of output with us.
 
 mod support;
 
 use std::time::Instant;
 
 use lameduck::codec::{Request, Response};
-use lameduck::conn::{Connection, Limits, Scratch, Verdict};
+use lameduck::conn::{Connection, Limits, OUTPUT_HIGH_WATER, Scratch, Verdict};
 use lameduck::routes::default_handler;
 use support::memory::{self, Memory};
 
@@ -36,12 +38,18 @@ impl Session {
 
     /// One readiness event, with `room` more bytes of output the socket will take.
     fn turn(&mut self, room: usize, read_closed: bool) {
+        self.turn_with_budget(room, read_closed, false);
+    }
+
+    /// One readiness event while the server-wide budget is (or is not) spent.
+    fn turn_with_budget(&mut self, room: usize, read_closed: bool, budget_full: bool) {
         self.conn.stream_mut().give_room(room);
         if !self.open {
             return;
         }
         let mut handler: fn(&Request<'_>) -> Response = default_handler;
         let mut ctx = memory::context(&self.limits, Instant::now(), &mut handler);
+        ctx.budget_full = budget_full;
         if self.conn.on_ready(&mut self.scratch, &mut ctx, read_closed) == Verdict::Close {
             self.open = false;
         }
@@ -111,4 +119,81 @@ fn requests_before_a_half_close_are_all_answered_under_backpressure() {
         REQUESTS,
         "responses to requests sent before the client's EOF"
     );
+}
+
+/// The length of one response to `GET /`.
+fn response_len() -> usize {
+    let mut session = Session::new();
+    session.conn.stream_mut().arrive(GET);
+    session.turn(usize::MAX, false);
+    session.conn.stream_mut().written.len()
+}
+
+/// A client that pipelines and never reads costs us its capped output queue and nothing else:
+/// every request we have not answered stays in the kernel, byte for byte. (Before, the server
+/// copied up to 64 KiB of them into the connection and queued 64 KiB of output: about 120 kB
+/// pinned per such client.)
+#[test]
+fn a_client_that_does_not_read_costs_only_the_output_cap() {
+    const REQUESTS: usize = 5000;
+    let mut session = Session::new();
+    session.conn.stream_mut().arrive(&GET.repeat(REQUESTS));
+    for _ in 0..10 {
+        session.turn(0, false);
+    }
+    let answered = session.conn.served() as usize;
+    assert!(answered > 0, "nothing answered");
+    assert!(
+        session.conn.buffered() <= OUTPUT_HIGH_WATER + response_len(),
+        "{} bytes queued for a client that does not read",
+        session.conn.buffered()
+    );
+    assert_eq!(
+        session.conn.stream_mut().unread().len(),
+        (REQUESTS - answered) * GET.len(),
+        "the requests not answered yet must stay in the kernel"
+    );
+    // Once the client reads, everything is answered, and nothing is held any more.
+    for _ in 0..10_000 {
+        session.turn(usize::MAX, false);
+        if session.conn.served() as usize == REQUESTS {
+            break;
+        }
+    }
+    assert_eq!(session.responses(), REQUESTS);
+    assert_eq!(session.conn.buffered(), 0);
+}
+
+/// An unfinished head is the one input we hold ourselves (leaving it in the kernel can shut the
+/// TCP window for good: see `Connection::hold`), and it counts as buffered; once the head is
+/// complete and answered, nothing is held.
+#[test]
+fn an_unfinished_head_is_held_and_counted() {
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n",
+        "p".repeat(5000)
+    );
+    let mut session = Session::new();
+    session.conn.stream_mut().arrive(head.as_bytes());
+    session.turn(usize::MAX, false);
+    assert_eq!(session.conn.buffered(), head.len());
+    assert!(session.conn.stream_mut().unread().is_empty());
+    session.conn.stream_mut().arrive(b"\r\n");
+    session.turn(usize::MAX, false);
+    assert_eq!(session.responses(), 1);
+    assert_eq!(session.conn.buffered(), 0);
+}
+
+/// While the server-wide budget is spent, a connection starts no new request: the request waits
+/// in the kernel, unanswered, and is answered once the budget has room.
+#[test]
+fn a_spent_budget_leaves_new_requests_in_the_kernel() {
+    let mut session = Session::new();
+    session.conn.stream_mut().arrive(GET);
+    session.turn_with_budget(usize::MAX, false, true);
+    assert_eq!(session.responses(), 0);
+    assert_eq!(session.conn.stream_mut().unread(), GET);
+    session.turn_with_budget(usize::MAX, false, false);
+    assert_eq!(session.responses(), 1);
+    assert!(session.conn.stream_mut().unread().is_empty());
 }

@@ -561,3 +561,33 @@ fn one_log_line_per_accept_state_change() {
         server.log
     );
 }
+
+/// `--buffer-budget`: once the bytes held for all clients together reach it, no connection
+/// starts a new request. A new client's request then waits in the kernel (neither refused nor
+/// dropped) and is answered as soon as the clients holding the budget go away; each change is
+/// one log line.
+#[test]
+fn a_spent_buffer_budget_makes_new_requests_wait_in_the_kernel() {
+    let mut server = Lameduck::start(&["--buffer-budget", "65536"]);
+    // A client that pipelines without reading holds about 4 KiB of queued output: twenty of them
+    // spend 64 KiB.
+    let floods: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut flood = server.connect();
+            fill_until_stalled(&mut flood, Duration::from_millis(100));
+            flood
+        })
+        .collect();
+    server.wait_for("event=budget_full");
+
+    let mut waiting = BufReader::new(server.connect());
+    waiting.get_mut().write_all(GET).expect("write GET");
+    assert!(
+        unanswered_for(&mut waiting, Duration::from_millis(500)),
+        "with the budget spent a new request must wait"
+    );
+    drop(floods);
+    let response = read_response(&mut waiting, false).expect("answered once the budget frees");
+    assert_eq!(response.status, 200);
+    server.wait_for("event=budget_available");
+}
