@@ -43,6 +43,48 @@ fn grace_period_covers_shutdown_delay_drain_timeout_and_margin() {
     );
 }
 
+/// The memory limit covers the worst the flags allow: the process at rest, what every one of
+/// `--max-conns` connections costs while holding nothing, and `--buffer-budget` (everything held
+/// for clients: queued output, unfinished heads), with a quarter on top for the kernel's socket
+/// buffers, which cgroup v2 charges to the pod too. The per-connection and resting figures are
+/// measured (benches/memory.sh: 424 B per open connection, about 2 MiB at rest) and rounded up.
+#[test]
+fn memory_limit_covers_max_conns_and_the_buffer_budget() {
+    const AT_REST: u64 = 4 * 1024 * 1024;
+    const PER_CONNECTION: u64 = 512;
+    let m = Manifest::load();
+    let number = |name: &str| -> u64 {
+        let value = flag(&m.args(), name).unwrap_or_else(|| panic!("args pass {name}"));
+        value.parse().unwrap_or_else(|_| panic!("{name} {value:?}"))
+    };
+    let (conns, budget) = (number("--max-conns"), number("--buffer-budget"));
+    let limit = quantity(m.container().str("resources.limits.memory"));
+    let worst = AT_REST + conns * PER_CONNECTION + budget;
+    assert!(
+        worst + worst / 4 <= limit,
+        "memory limit {limit} B < 1.25 x ({AT_REST} at rest + {conns} x {PER_CONNECTION} + \
+         --buffer-budget {budget}): the pod could be OOM-killed under hostile clients"
+    );
+}
+
+/// A Kubernetes memory quantity in bytes (`128Mi`, `1Gi`, `500M`, or plain bytes).
+fn quantity(text: &str) -> u64 {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().unwrap_or_else(|_| panic!("quantity {text:?}"));
+    let scale = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1000,
+        "M" => 1000 * 1000,
+        "G" => 1000 * 1000 * 1000,
+        _ => panic!("unit of {text:?}"),
+    };
+    n * scale
+}
+
 #[test]
 fn readiness_probe_sees_the_lame_duck_503_before_the_delay_ends() {
     let m = Manifest::load();
