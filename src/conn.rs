@@ -4,23 +4,26 @@
 //!
 //! Every byte a client can make the server hold is bounded, and most are not held by us at all:
 //!
-//! - **Input stays in the kernel until it is answered.** A connection *peeks* at its socket
-//!   (`recv(MSG_PEEK)`) into the input buffer the event loop shares between all connections,
-//!   answers every complete request it sees, and only then *consumes* the bytes of the requests it
-//!   answered (`recv(MSG_TRUNC)`, which discards without copying). Half a request head, or
-//!   pipelined requests we will not answer yet, stay in the socket's receive buffer, where the
-//!   kernel bounds them and TCP flow control makes the client wait. So a connection has no input
-//!   buffer of its own, and a client that sends a head byte by byte, or pipelines thousands of
-//!   requests, costs us no user-space memory for it.
+//! - **Whole requests stay in the kernel until they are answered.** A connection *peeks* at its
+//!   socket (`recv(MSG_PEEK)`) into the input buffer the event loop shares between all
+//!   connections, answers every complete request it sees, and only then *consumes* the bytes of
+//!   the requests it answered (`recv(MSG_TRUNC)`, which discards without copying). Pipelined
+//!   requests we will not answer yet stay in the socket's receive buffer, where the kernel bounds
+//!   them and TCP flow control makes the client wait: a client that pipelines thousands of
+//!   requests costs us no input buffering.
+//! - **An unfinished head is the exception**: it is copied into the connection's `carry` (at most
+//!   `--max-header-bytes`), because leaving it in the kernel can shut the TCP window for good
+//!   (`Connection::hold` says why).
 //! - **Output is queued only up to [`OUTPUT_HIGH_WATER`].** Responses are encoded into the output
 //!   buffer the event loop shares, written with one `write`, and only what the socket does not
 //!   take is copied into the connection's own `unsent` queue. A connection with that much queued
-//!   starts no new request until the client has read some of it; and while the server-wide
-//!   budget for queued output is spent (see [`Context::budget_full`]) no connection starts one.
+//!   starts no new request until the client has read some of it.
+//! - **One budget for all of it.** While the bytes held for all connections together are at
+//!   `--buffer-budget` ([`Context::budget_full`]), no connection starts a new request.
 //!
-//! In steady state `unsent` is empty, which is why an idle connection costs about 160 bytes
-//! (measured with 10,000 open: 161 B each, `benches/compare.sh`), and why answering a request
-//! allocates nothing.
+//! In steady state `carry` and `unsent` are empty, which is why an idle connection costs about
+//! 160 bytes (measured with 10,000 open: 161 B each, `benches/compare.sh`), and why answering a
+//! request allocates nothing.
 
 use std::io::{self, Write};
 use std::net::Shutdown;
@@ -178,8 +181,9 @@ pub struct Context<'a, H> {
     pub date: &'a [u8],
     /// The lifecycle phase.
     pub phase: Phase,
-    /// True while the output queued by all connections together is at the server's budget: no
-    /// connection starts a new request until some of it has been written.
+    /// True while the bytes held for all connections together ([`Connection::buffered`]) are at
+    /// `--buffer-budget`: no connection starts a new request until clients have read some of
+    /// their output (or gone).
     pub budget_full: bool,
     pub limits: &'a Limits,
     pub handler: &'a mut H,
@@ -229,7 +233,7 @@ enum Stop {
     NeedInput,
     /// The output queue reached [`OUTPUT_HIGH_WATER`]: wait until the client reads.
     OutputFull,
-    /// The server-wide output budget is spent: wait until it has room.
+    /// The server-wide budget is spent: wait until it has room (the server drives us again).
     Budget,
     /// The last response is queued (the state is `Closing`): nothing more is read.
     Closed,
@@ -394,7 +398,11 @@ impl<S: Transport> Connection<S> {
         };
         if ctx.phase == Phase::Draining && silent {
             return Some(match self.on_ready(scratch, ctx, false) {
-                Verdict::Open if matches!(self.state, State::Idle | State::New) => {
+                // (A request held back by a spent budget is work in flight, not silence.)
+                Verdict::Open
+                    if matches!(self.state, State::Idle | State::New)
+                        && !self.waiting_for_budget =>
+                {
                     self.half_close(ctx.now)
                 }
                 verdict => verdict,

@@ -19,7 +19,8 @@
 //! - [`signals`]: SIGTERM/SIGINT as a pollable source.
 //! - [`log`]: logfmt phase-change lines on stderr.
 //! - [`slab`]: the token-keyed connection table.
-//! - [`sys`]: the raw system calls (a listener with our own backlog).
+//! - `sys` (private): the raw system calls: a listener with our own backlog, discarding
+//!   received bytes, the accept-queue length.
 //!
 //! # Running the loop with your own handler
 //!

@@ -69,9 +69,13 @@ fn memory_limit_covers_max_conns_and_the_buffer_budget() {
 
 /// A Kubernetes memory quantity in bytes (`128Mi`, `1Gi`, `500M`, or plain bytes).
 fn quantity(text: &str) -> u64 {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().unwrap_or_else(|_| panic!("quantity {text:?}"));
+    let n: u64 = digits
+        .parse()
+        .unwrap_or_else(|_| panic!("quantity {text:?}"));
     let scale = match unit {
         "" => 1,
         "Ki" => 1 << 10,

@@ -18,7 +18,8 @@
 //! A third play, when the input asks for it, fires the header timeout at a fuzzer-chosen turn and
 //! checks only that the output stays well-formed.
 //!
-//! Input layout: byte 0 picks limits and options, bytes 1..8 seed the cutting; the rest is what
+//! Input layout: byte 0 picks limits, options and the lifecycle phase (bits 4-5: serving, lame
+//! duck, draining), bytes 1..8 seed the cutting; the rest is what
 //! the client sends. `HEAD` is rewritten to `HEAX` so that every response's body length can be
 //! read off its own `Content-Length` (a HEAD response announces a body it does not carry).
 
@@ -32,7 +33,7 @@ mod memory;
 use std::time::Instant;
 
 use lameduck::codec::{HeadLimits, Request, Response};
-use lameduck::conn::{Connection, Limits, Scratch, Verdict};
+use lameduck::conn::{Connection, Limits, Phase, Scratch, Verdict};
 use libfuzzer_sys::fuzz_target;
 use memory::Memory;
 
@@ -77,17 +78,20 @@ struct Session {
     scratch: Scratch,
     limits: Limits,
     now: Instant,
+    /// The server's lifecycle phase for the whole play.
+    phase: Phase,
     open: bool,
 }
 
 impl Session {
-    fn new(limits: Limits, room: usize) -> Session {
+    fn new(limits: Limits, phase: Phase, room: usize) -> Session {
         let now = Instant::now();
         Session {
             conn: Connection::new(Memory::new(room), now),
             scratch: Scratch::new((64 * 1024).max(limits.head.max_head_bytes + 1)),
             limits,
             now,
+            phase,
             open: true,
         }
     }
@@ -99,6 +103,7 @@ impl Session {
         }
         let mut handler: fn(&Request<'_>) -> Response = handler;
         let mut ctx = memory::context(&self.limits, self.now, &mut handler);
+        ctx.phase = self.phase;
         if self.conn.on_ready(&mut self.scratch, &mut ctx, read_closed) == Verdict::Close {
             self.open = false;
         }
@@ -112,7 +117,8 @@ impl Session {
         self.now = self.conn.deadline(&self.limits).max(self.now);
         let mut handler: fn(&Request<'_>) -> Response = handler;
         let mut ctx = memory::context(&self.limits, self.now, &mut handler);
-        if self.conn.on_timeout(&mut self.scratch, &mut ctx) == Verdict::Close {
+        ctx.phase = self.phase;
+        if self.conn.on_tick(&mut self.scratch, &mut ctx) == Some(Verdict::Close) {
             self.open = false;
         }
     }
@@ -224,9 +230,15 @@ fuzz_target!(|data: &[u8]| {
     }
     let client_closes = config & 4 != 0;
     let with_timeout = config & 8 != 0;
+    // Any phase: after SIGTERM every response must say `Connection: close`, however it is cut.
+    let phase = match (config >> 4) & 3 {
+        1 => Phase::LameDuck,
+        2 => Phase::Draining,
+        _ => Phase::Serving,
+    };
 
     // The reference play.
-    let mut reference = Session::new(limits.clone(), usize::MAX);
+    let mut reference = Session::new(limits.clone(), phase, usize::MAX);
     reference.arrive(&input);
     reference.event(false);
     reference.settle(false);
@@ -236,10 +248,19 @@ fuzz_target!(|data: &[u8]| {
     }
     let expected = reference.output().to_vec();
     check_well_formed(&expected);
+    if phase != Phase::Serving && !expected.is_empty() {
+        // Nothing may follow a `Connection: close` response, so this is the one final answer.
+        assert!(
+            expected
+                .windows(19)
+                .any(|w| w == b"Connection: close\r\n"),
+            "a response written after SIGTERM without Connection: close"
+        );
+    }
 
     // The replay: cut reads, a slow reader, spurious events.
     let mut cuts = Cuts(seed);
-    let mut replay = Session::new(limits.clone(), 0);
+    let mut replay = Session::new(limits.clone(), phase, 0);
     let mut at = 0;
     while at < input.len() {
         let n = cuts.len(input.len() - at);
@@ -282,7 +303,7 @@ fuzz_target!(|data: &[u8]| {
         let fire_at = cuts.len(input.len().max(1));
         // A socket that takes everything: a timeout with output still queued rightly drops the
         // connection mid-response, which is not what this play looks at.
-        let mut timed = Session::new(limits, usize::MAX);
+        let mut timed = Session::new(limits, phase, usize::MAX);
         let mut at = 0;
         let mut fired = false;
         while at < input.len() {

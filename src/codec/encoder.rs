@@ -122,7 +122,7 @@ impl Encoder {
     }
 
     /// Empties the buffer once its bytes are written or queued, shrinking it back to
-    /// [`KEEP_CAPACITY`] if a large response grew it.
+    /// 64 KiB if a large response grew it.
     pub fn clear(&mut self) {
         self.bytes.clear();
         if self.bytes.capacity() > KEEP_CAPACITY {
