@@ -111,6 +111,8 @@ fn bind(dir: &TempDir) -> Server {
         addr: ([127, 0, 0, 1], 0).into(),
         live_file: dir.path().join("live"),
         shutdown_delay: Duration::from_secs(60),
+        // `bind` checks the timings as the command line does: the delay must fit.
+        grace_period: Duration::from_secs(90),
         ..Config::default()
     };
     Server::bind(config).expect("bind")
