@@ -47,3 +47,24 @@ fn run_removes_the_liveness_file_before_it_returns() {
     );
     drop(server);
 }
+
+/// A `Config` built in code gets the command line's checks: `bind` refuses absurd values with
+/// `InvalidInput` naming the flag, before it installs anything or creates the liveness file.
+/// (Before, `--max-header-bytes` of 100 TB aborted on allocation inside `run`.)
+#[test]
+fn bind_refuses_a_config_the_command_line_would_refuse() {
+    let dir = TempDir::new();
+    let live_file = dir.path().join("live");
+    let refused = Server::bind(Config {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        live_file: live_file.clone(),
+        max_header_bytes: 100_000_000_000_000,
+        ..Config::default()
+    });
+    let Err(error) = refused else {
+        panic!("bind accepted a 100 TB head limit");
+    };
+    assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(error.to_string().contains("--max-header-bytes"), "{error}");
+    assert!(!live_file.exists(), "a refused config left a liveness file");
+}
