@@ -91,6 +91,12 @@ pub struct Config {
     /// Most open connections. At the limit the server stops accepting (clients wait in the
     /// listen backlog) rather than accept-and-drop. Default 10 000; 1 to [`MAX_CONNS`].
     pub max_conns: usize,
+    /// How long, after SIGUSR2, the new process of an in-place upgrade has to report that it
+    /// serves before the old one gives up on it (kills it, and goes on serving). Default 10 s:
+    /// starting takes milliseconds; ten seconds covers a loaded machine without leaving an
+    /// operator waiting on a binary that will never come up. [`MIN_TIMEOUT`] to
+    /// [`MAX_DURATION`].
+    pub upgrade_timeout: Duration,
     /// Bytes the server may hold in user space on behalf of all its clients together: queued
     /// output and unfinished request heads. When it is spent, no connection starts a new
     /// request until clients have read some of their output; requests wait in the kernel
@@ -137,6 +143,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_conns: 10_000,
+            upgrade_timeout: Duration::from_secs(10),
             buffer_budget: 64 * 1024 * 1024,
             max_body: 1024 * 1024,
             max_header_bytes: 12 * 1024,
@@ -198,6 +205,7 @@ impl Config {
             "heartbeat" => duration(self.heartbeat, MIN_TIMEOUT),
             "header-timeout" => duration(self.header_timeout, MIN_TIMEOUT),
             "idle-timeout" => duration(self.idle_timeout, MIN_TIMEOUT),
+            "upgrade-timeout" => duration(self.upgrade_timeout, MIN_TIMEOUT),
             "max-conns" => count(self.max_conns, 1, MAX_CONNS),
             "max-header-bytes" => count(self.max_header_bytes, MIN_HEADER_BYTES, MAX_HEADER_BYTES),
             "max-uri-bytes" => count(self.max_uri_bytes, 1, MAX_HEADER_BYTES),
@@ -303,6 +311,7 @@ SERVE FLAGS (environment variable in brackets; flags win):
     --live-file PATH          liveness file [LAMEDUCK_LIVE_FILE] (/tmp/lameduck.live)
     --header-timeout D        time to receive a request head [LAMEDUCK_HEADER_TIMEOUT] (10s)
     --idle-timeout D          keep-alive idle timeout [LAMEDUCK_IDLE_TIMEOUT] (75s)
+    --upgrade-timeout D       SIGUSR2 upgrade: time the new process has to report ready [LAMEDUCK_UPGRADE_TIMEOUT] (10s)
     --max-conns N             most open connections, 1 to 1000000 [LAMEDUCK_MAX_CONNS] (10000)
     --max-body BYTES          largest request body, at most 1073741824 [LAMEDUCK_MAX_BODY] (1048576)
     --buffer-budget BYTES     user-space bytes held for all clients together, 65536 to 17179869184 [LAMEDUCK_BUFFER_BUDGET] (67108864)
@@ -398,6 +407,7 @@ where
             "live-file" => config.live_file = PathBuf::from(value),
             "header-timeout" => config.header_timeout = parse_duration(name, value)?,
             "idle-timeout" => config.idle_timeout = parse_duration(name, value)?,
+            "upgrade-timeout" => config.upgrade_timeout = parse_duration(name, value)?,
             "max-conns" => config.max_conns = parse_number(name, value)?,
             "max-body" => config.max_body = parse_number(name, value)?,
             "buffer-budget" => config.buffer_budget = parse_number(name, value)?,
@@ -426,6 +436,7 @@ const SERVE_ENV: &[(&str, &str)] = &[
     ("live-file", "LAMEDUCK_LIVE_FILE"),
     ("header-timeout", "LAMEDUCK_HEADER_TIMEOUT"),
     ("idle-timeout", "LAMEDUCK_IDLE_TIMEOUT"),
+    ("upgrade-timeout", "LAMEDUCK_UPGRADE_TIMEOUT"),
     ("max-conns", "LAMEDUCK_MAX_CONNS"),
     ("max-body", "LAMEDUCK_MAX_BODY"),
     ("buffer-budget", "LAMEDUCK_BUFFER_BUDGET"),

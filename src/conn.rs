@@ -133,8 +133,14 @@ pub enum Phase {
     Serving,
     /// SIGTERM has arrived (ANNOUNCE): readiness 503; every response says `Connection: close`.
     LameDuck,
-    /// DRAIN: as `LameDuck`, and idle connections are closed (see [`Connection::on_tick`]).
-    Draining,
+    /// DRAIN: as `LameDuck`, and idle connections are closed once they have been idle for
+    /// `idle_grace` (counted from `since`, the start of the drain, at the earliest; see
+    /// [`Connection::on_tick`]). The grace is zero for the drain after a signal, and short after
+    /// an in-place upgrade, whose busy keep-alive clients are about to send their next request.
+    Draining {
+        since: Instant,
+        idle_grace: Duration,
+    },
 }
 
 impl Phase {
@@ -389,14 +395,17 @@ impl<S: Transport> Connection<S> {
         if ctx.now >= self.deadline(ctx.limits) {
             return Some(self.on_timeout(scratch, ctx));
         }
+        let Phase::Draining { since, idle_grace } = ctx.phase else {
+            return self.resume_if_budget_has_room(scratch, ctx);
+        };
         let silent = match self.state {
-            State::Idle => true,
+            State::Idle => ctx.now >= self.since.max(since) + idle_grace,
             State::New => {
                 ctx.now.saturating_duration_since(self.accepted) >= NEW_CONNECTION_DRAIN_GRACE
             }
             _ => false,
         };
-        if ctx.phase == Phase::Draining && silent {
+        if silent {
             return Some(match self.on_ready(scratch, ctx, false) {
                 // (A request held back by a spent budget is work in flight, not silence.)
                 Verdict::Open
@@ -408,10 +417,19 @@ impl<S: Transport> Connection<S> {
                 verdict => verdict,
             });
         }
-        if self.waiting_for_budget && !ctx.budget_full {
-            return Some(self.on_ready(scratch, ctx, false));
-        }
-        None
+        self.resume_if_budget_has_room(scratch, ctx)
+    }
+
+    /// Carries on with a request that waited for the server-wide budget, if it has room now.
+    fn resume_if_budget_has_room<H>(
+        &mut self,
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_, H>,
+    ) -> Option<Verdict>
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        (self.waiting_for_budget && !ctx.budget_full).then(|| self.on_ready(scratch, ctx, false))
     }
 
     fn drive<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> io::Result<()>

@@ -19,6 +19,8 @@
 //! - [`signals`]: SIGTERM/SIGINT as a pollable source.
 //! - [`log`]: logfmt phase-change lines on stderr.
 //! - [`slab`]: the token-keyed connection table.
+//! - `upgrade` (private): the in-place binary upgrade on SIGUSR2 (start the new binary on our
+//!   listening socket, hand over once it is ready).
 //! - `sys` (private): the raw system calls: a listener with our own backlog, discarding
 //!   received bytes, the accept-queue length.
 //!
@@ -48,6 +50,7 @@ pub mod routes;
 pub mod server;
 pub mod signals;
 pub mod slab;
+mod upgrade;
 
 pub use codec::{Request, Response};
 pub use config::{Command, Config, LiveConfig};

@@ -151,6 +151,31 @@ impl LiveFile {
         }
     }
 
+    /// Refreshes the file only if it is still ours, and otherwise leaves the path alone; says
+    /// whether it was ours. For the moments when another process may rightly be taking the path
+    /// over (a new process of an in-place upgrade, not yet ready), where a heartbeat that put
+    /// our own file back would fight it.
+    pub fn touch_if_ours(&self, now: SystemTime) -> io::Result<bool> {
+        let Some(own) = &self.own else {
+            return Ok(false);
+        };
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if FileId::of(&meta) == own.id => {
+                own.file.set_modified(now).map_err(|e| at(&self.path, e))?;
+                Ok(true)
+            }
+            Ok(_) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(at(&self.path, e)),
+        }
+    }
+
+    /// Gives the path up without removing anything: another process (the new one of an
+    /// in-place upgrade) owns it now, and its file must stay.
+    pub fn release(mut self) {
+        self.own = None;
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

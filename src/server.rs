@@ -10,6 +10,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
@@ -23,14 +24,17 @@ use crate::log::{self, Level};
 use crate::signals::{Signal, SignalSource};
 use crate::slab::Slab;
 use crate::sys;
+use crate::upgrade::{self, ReadyReport, Report, Upgrade};
 
 /// The listening socket.
 const LISTENER: Token = Token(0);
-/// The signal source (SIGTERM, SIGINT).
+/// The signal source (SIGTERM, SIGINT, SIGUSR2).
 const SIGNALS: Token = Token(1);
+/// The report channel of the new process of an in-place upgrade, while it starts.
+const UPGRADE: Token = Token(2);
 /// Connections use tokens from here on: token = `FIRST_CONNECTION` + slab index. Timers need no
 /// token: they are the `poll` timeout.
-const FIRST_CONNECTION: usize = 2;
+const FIRST_CONNECTION: usize = 3;
 
 /// How often connection deadlines are checked. Timeouts are therefore up to this late, which
 /// is nothing next to their lengths (seconds), and one pass over the connections every quarter
@@ -55,8 +59,14 @@ enum Phase {
     /// Lame duck, until `until`: readiness 503, still accepting and serving, every response
     /// `Connection: close`.
     Announce { until: Instant },
-    /// Listener closed, connections finishing; forced at `deadline`.
-    Drain { deadline: Instant },
+    /// Listener closed, connections finishing; forced at `deadline`. Idle connections are closed
+    /// once idle for `idle_grace` (from `since` at the earliest): at once after a signal, after
+    /// [`upgrade::IDLE_GRACE`] after an in-place upgrade.
+    Drain {
+        deadline: Instant,
+        since: Instant,
+        idle_grace: Duration,
+    },
 }
 
 /// How the server ended.
@@ -93,8 +103,16 @@ pub struct Server {
     signals: SignalSource,
     /// Open connections, keyed by token.
     conns: Slab<Connection>,
-    /// Removed when `run` returns, and on drop (a panic, or a `Server` that never ran).
-    live: LiveFile,
+    /// Removed when `run` returns, and on drop (a panic, or a `Server` that never ran); `None`
+    /// once an in-place upgrade has handed it to the new process.
+    live: Option<LiveFile>,
+    /// The path to start an in-place upgrade's new process from (see
+    /// [`upgrade::started_from`]), taken at start-up.
+    exe: Option<PathBuf>,
+    /// The new process of an in-place upgrade, from SIGUSR2 until it is ready or given up.
+    upgrade: Option<Upgrade>,
+    /// When this process is the new one of an upgrade: where to say it serves.
+    ready_report: Option<ReadyReport>,
 }
 
 /// Counters for the phase-change log lines.
@@ -160,7 +178,9 @@ impl<H> Runtime<H> {
         let phase = match self.phase {
             Phase::Serving => conn::Phase::Serving,
             Phase::Announce { .. } => conn::Phase::LameDuck,
-            Phase::Drain { .. } => conn::Phase::Draining,
+            Phase::Drain {
+                since, idle_grace, ..
+            } => conn::Phase::Draining { since, idle_grace },
         };
         let context = Context {
             now: self.now,
@@ -187,9 +207,16 @@ impl Server {
         let mut signals = SignalSource::new()?;
         poll.registry()
             .register(signals.source(), SIGNALS, Interest::READABLE)?;
-        let std_listener = sys::listen(config.addr, config.backlog).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr))
-        })?;
+        // The new process of an in-place upgrade serves on the socket its parent handed over.
+        let (std_listener, ready_report) = match ReadyReport::take()? {
+            Some((listener, report)) => (listener, Some(report)),
+            None => {
+                let listener = sys::listen(config.addr, config.backlog).map_err(|e| {
+                    io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr))
+                })?;
+                (listener, None)
+            }
+        };
         let mut listener = TcpListener::from_std(std_listener);
         let local_addr = listener.local_addr()?;
         poll.registry()
@@ -202,7 +229,10 @@ impl Server {
             local_addr,
             signals,
             conns: Slab::new(),
-            live,
+            live: Some(live),
+            exe: upgrade::started_from(),
+            upgrade: None,
+            ready_report,
         })
     }
 
@@ -219,7 +249,18 @@ impl Server {
         H: FnMut(&Request<'_>) -> Response,
     {
         let result = self.run_loop(handler);
-        self.live.remove();
+        if let Some(live) = &mut self.live {
+            live.remove();
+        }
+        if let Some(upgrade) = self.upgrade.take() {
+            // Stopped while a new process was starting: it must not outlive us half-started.
+            let what = upgrade.abandon("the server stopped");
+            log::event(
+                Level::Warn,
+                "child_failed",
+                &[("reason", what.as_str().into())],
+            );
+        }
         result
     }
 
@@ -252,7 +293,7 @@ impl Server {
                 ("addr", self.local_addr.to_string().as_str().into()),
                 (
                     "live_file",
-                    self.live.path().to_string_lossy().as_ref().into(),
+                    self.config.live_file.to_string_lossy().as_ref().into(),
                 ),
                 ("pid", u64::from(std::process::id()).into()),
                 (
@@ -265,6 +306,10 @@ impl Server {
                 ),
             ],
         );
+        if let Some(report) = self.ready_report.take() {
+            // We are the new process of an upgrade: the old one stops accepting now.
+            report.send();
+        }
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.run_timers(&mut rt);
@@ -282,6 +327,7 @@ impl Server {
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(&mut rt),
+                    UPGRADE => self.on_upgrade_report(&mut rt),
                     SIGNALS => {
                         if let Some(outcome) = self.on_signals(&mut rt) {
                             return Ok(outcome);
@@ -299,10 +345,13 @@ impl Server {
         if let Some(at) = rt.accept_retry_at {
             next = next.min(at);
         }
+        if let Some(upgrade) = &self.upgrade {
+            next = next.min(upgrade.deadline);
+        }
         match rt.phase {
             Phase::Serving => next,
             Phase::Announce { until } => next.min(until),
-            Phase::Drain { deadline } => next.min(deadline),
+            Phase::Drain { deadline, .. } => next.min(deadline),
         }
     }
 
@@ -315,27 +364,15 @@ impl Server {
         if now >= rt.next_heartbeat {
             // The heartbeat runs on the event loop itself: if the loop wedges, the file goes
             // stale and `lameduck live` fails. That is the whole point; don't move it to a thread.
-            match self.live.heartbeat(SystemTime::now()) {
-                Ok(Heartbeat::Touched) => {}
-                Ok(Heartbeat::Recreated(lost)) => log::event(
-                    Level::Warn,
-                    "live_file_recreated",
-                    &[
-                        ("reason", lost.name().into()),
-                        ("path", self.live.path().to_string_lossy().as_ref().into()),
-                    ],
-                ),
-                Err(e) => log::event(
-                    Level::Warn,
-                    "heartbeat_failed",
-                    &[("error", e.to_string().as_str().into())],
-                ),
-            }
+            self.heartbeat();
             rt.next_heartbeat = now + self.config.heartbeat;
         }
         if rt.accept_retry_at.is_some_and(|at| now >= at) {
             rt.accept_retry_at = None;
             self.accept(rt);
+        }
+        if self.upgrade.as_ref().is_some_and(|u| now >= u.deadline) {
+            self.upgrade_failed("it did not report ready within --upgrade-timeout");
         }
         if let Phase::Announce { until } = rt.phase {
             if now >= until {
@@ -350,7 +387,7 @@ impl Server {
 
     /// Returns the outcome once the lifecycle is over: drained, or forced at the deadline.
     fn finished<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome> {
-        let Phase::Drain { deadline } = rt.phase else {
+        let Phase::Drain { deadline, .. } = rt.phase else {
             return None;
         };
         if self.conns.is_empty() {
@@ -359,8 +396,7 @@ impl Server {
             } else {
                 Outcome::Drained
             };
-            self.log_exit(rt, outcome);
-            return Some(outcome);
+            return Some(self.conclude(rt, outcome));
         }
         if rt.now >= deadline {
             let timeout = config::show(self.config.drain_timeout);
@@ -370,10 +406,19 @@ impl Server {
                 &[("drain_timeout", timeout.as_str().into())],
             );
             self.conns.clear();
-            self.log_exit(rt, Outcome::Forced);
-            return Some(Outcome::Forced);
+            return Some(self.conclude(rt, Outcome::Forced));
         }
         None
+    }
+
+    /// The end of the lifecycle: removes the liveness file (if still ours), then logs the exit
+    /// line, so that whoever reads that line finds the file gone.
+    fn conclude<H>(&mut self, rt: &Runtime<H>, outcome: Outcome) -> Outcome {
+        if let Some(live) = &mut self.live {
+            live.remove();
+        }
+        self.log_exit(rt, outcome);
+        outcome
     }
 
     fn log_exit<H>(&self, rt: &Runtime<H>, outcome: Outcome) {
@@ -395,6 +440,7 @@ impl Server {
             "exit",
             &[
                 ("code", (outcome.exit_code() as u64).into()),
+                ("pid", u64::from(std::process::id()).into()),
                 ("outcome", outcome_name.into()),
                 ("since_signal_ms", since_signal.into()),
                 ("accepted", rt.stats.accepted.into()),
@@ -490,12 +536,16 @@ impl Server {
         }
     }
 
-    /// Reacts to SIGTERM / SIGINT.
+    /// Reacts to SIGTERM / SIGINT (the lifecycle) and SIGUSR2 (an in-place upgrade).
     fn on_signals<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome>
     where
         H: FnMut(&Request<'_>) -> Response,
     {
         for signal in self.signals.pending() {
+            if signal == Signal::Upgrade {
+                self.start_upgrade(rt);
+                continue;
+            }
             if rt.phase != Phase::Serving {
                 // The operator (or a second Ctrl-C) insists: stop now. Exit code 1 says
                 // the stop was not clean.
@@ -504,10 +554,13 @@ impl Server {
                     "interrupted",
                     &[("signal", signal.name().into())],
                 );
-                self.log_exit(rt, Outcome::Interrupted);
-                return Some(Outcome::Interrupted);
+                return Some(self.conclude(rt, Outcome::Interrupted));
             }
             rt.signal_at = Some(rt.now);
+            if self.upgrade.is_some() {
+                // The service is being stopped: a new process must not come up behind it.
+                self.upgrade_failed("the server is stopping");
+            }
             match signal {
                 Signal::Term if !self.config.shutdown_delay.is_zero() => {
                     rt.phase = Phase::Announce {
@@ -524,22 +577,33 @@ impl Server {
                     );
                 }
                 // SIGINT is a person at a terminal: skip the lame-duck delay.
-                Signal::Term | Signal::Int => self.start_drain(rt, signal.name()),
+                _ => self.start_drain(rt, signal.name()),
             }
         }
         None
     }
 
-    /// DRAIN: take what is queued in the backlog, close the listener, close idle connections
-    /// gently, and let the active ones finish. `after` says what started it (for the log).
+    /// DRAIN after a signal: take what is queued in the backlog, close the listener, close idle
+    /// connections gently, and let the active ones finish. `after` says what started it.
     fn start_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str)
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        self.take_backlog(rt);
+        self.enter_drain(rt, after, Duration::ZERO);
+    }
+
+    /// Closes our listener and drains, idle connections after `idle_grace`. The listener is
+    /// only deregistered and dropped: after an upgrade the new process holds the same socket.
+    fn enter_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str, idle_grace: Duration)
     where
         H: FnMut(&Request<'_>) -> Response,
     {
         rt.phase = Phase::Drain {
             deadline: rt.now + self.config.drain_timeout,
+            since: rt.now,
+            idle_grace,
         };
-        self.take_backlog(rt);
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -555,6 +619,144 @@ impl Server {
             ],
         );
         self.sweep(rt);
+    }
+
+    /// SIGUSR2: starts the binary again on our listening socket (see the `upgrade` module), unless
+    /// that cannot work or is already under way.
+    fn start_upgrade<H>(&mut self, rt: &mut Runtime<H>) {
+        let refused = if std::process::id() == 1 {
+            // In a container we are PID 1 (its init): our exit ends the container, new process
+            // included. Half-working would be worse than refusing: there, replace the container.
+            Some("pid1")
+        } else if rt.phase != Phase::Serving {
+            Some("shutting_down")
+        } else if self.upgrade.is_some() {
+            Some("in_progress")
+        } else {
+            None
+        };
+        if let Some(reason) = refused {
+            log::event(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
+            return;
+        }
+        let (Some(exe), Some(listener)) = (&self.exe, &self.listener) else {
+            let reason = "no path to start the binary from";
+            log::event(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
+            return;
+        };
+        let started = Upgrade::start(
+            exe,
+            listener.as_raw_fd(),
+            self.config.upgrade_timeout,
+            rt.now,
+        )
+        .and_then(|mut upgrade| {
+            (self.poll.registry())
+                .register(upgrade.source(), UPGRADE, Interest::READABLE)
+                .map(|()| upgrade)
+        });
+        match started {
+            Ok(upgrade) => {
+                log::event(
+                    Level::Info,
+                    "upgrade_started",
+                    &[
+                        ("pid", u64::from(upgrade.pid()).into()),
+                        ("exe", exe.to_string_lossy().as_ref().into()),
+                    ],
+                );
+                self.upgrade = Some(upgrade);
+            }
+            Err(e) => {
+                let reason = format!("cannot start {}: {e}", exe.display());
+                log::event(
+                    Level::Warn,
+                    "child_failed",
+                    &[("reason", reason.as_str().into())],
+                );
+            }
+        }
+    }
+
+    /// The new process of an upgrade reported (or exited).
+    fn on_upgrade_report<H>(&mut self, rt: &mut Runtime<H>)
+    where
+        H: FnMut(&Request<'_>) -> Response,
+    {
+        let Some(upgrade) = &mut self.upgrade else {
+            return;
+        };
+        match upgrade.poll() {
+            Report::Pending => {}
+            Report::Failed(why) => {
+                self.upgrade = None;
+                log::event(
+                    Level::Warn,
+                    "child_failed",
+                    &[("reason", why.as_str().into())],
+                );
+            }
+            Report::Ready => {
+                let pid = upgrade.pid();
+                self.upgrade = None;
+                rt.signal_at = Some(rt.now);
+                log::event(
+                    Level::Info,
+                    "child_ready",
+                    &[("pid", u64::from(pid).into())],
+                );
+                // The liveness file is the new process's now: it must not be refreshed, put back
+                // or removed by us.
+                if let Some(live) = self.live.take() {
+                    live.release();
+                }
+                // No backlog intake: the new process accepts from the same queue.
+                self.enter_drain(rt, "upgrade", upgrade::IDLE_GRACE);
+            }
+        }
+    }
+
+    /// Gives up on the new process of an upgrade; we go on serving.
+    fn upgrade_failed(&mut self, why: &str) {
+        if let Some(upgrade) = self.upgrade.take() {
+            let what = upgrade.abandon(why);
+            log::event(
+                Level::Warn,
+                "child_failed",
+                &[("reason", what.as_str().into())],
+            );
+        }
+    }
+
+    /// Refreshes the liveness file (and logs a repair). While a new process of an upgrade starts,
+    /// it may rightly replace our file with its own: then we only refresh ours if it is still
+    /// there, and never put it back.
+    fn heartbeat(&mut self) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let now = SystemTime::now();
+        let result = if self.upgrade.is_some() {
+            live.touch_if_ours(now).map(|_| Heartbeat::Touched)
+        } else {
+            live.heartbeat(now)
+        };
+        match result {
+            Ok(Heartbeat::Touched) => {}
+            Ok(Heartbeat::Recreated(lost)) => log::event(
+                Level::Warn,
+                "live_file_recreated",
+                &[
+                    ("reason", lost.name().into()),
+                    ("path", live.path().to_string_lossy().as_ref().into()),
+                ],
+            ),
+            Err(e) => log::event(
+                Level::Warn,
+                "heartbeat_failed",
+                &[("error", e.to_string().as_str().into())],
+            ),
+        }
     }
 
     /// Drives one connection after a readiness event.

@@ -1,4 +1,4 @@
-//! SIGTERM and SIGINT as a pollable source in the loop's `mio::Poll`, every delivery counted, in
+//! SIGTERM, SIGINT and SIGUSR2 as a pollable source in the loop's `mio::Poll`, every delivery counted, in
 //! the order the handlers ran, and the process's own dispositions given back when it is dropped.
 //!
 //! # Why a byte per signal
@@ -50,6 +50,9 @@ pub enum Signal {
     Term,
     /// Ctrl-C: drain at once.
     Int,
+    /// The operator's "replace the binary in place" (as nginx's): start the new one on the same
+    /// listening socket, then drain.
+    Upgrade,
 }
 
 impl Signal {
@@ -57,6 +60,7 @@ impl Signal {
         match self {
             Signal::Term => "SIGTERM",
             Signal::Int => "SIGINT",
+            Signal::Upgrade => "SIGUSR2",
         }
     }
 
@@ -70,7 +74,11 @@ impl Signal {
 }
 
 /// The signals we take over, with their numbers (each fits the byte the handler writes).
-const HANDLED: [(c_int, Signal); 2] = [(libc::SIGTERM, Signal::Term), (libc::SIGINT, Signal::Int)];
+const HANDLED: [(c_int, Signal); 3] = [
+    (libc::SIGTERM, Signal::Term),
+    (libc::SIGINT, Signal::Int),
+    (libc::SIGUSR2, Signal::Upgrade),
+];
 
 /// The descriptor the handler writes to: the live [`SignalSource`]'s write end, or -1 when there
 /// is none. Claiming it (-1 → fd) is what makes a `SignalSource` the only one.
@@ -91,7 +99,7 @@ pub struct SignalSource {
 }
 
 impl SignalSource {
-    /// Installs the handlers. From here on SIGTERM/SIGINT no longer act on the process; they are
+    /// Installs the handlers. From here on SIGTERM/SIGINT/SIGUSR2 no longer act on the process; they are
     /// queued for the loop, until the `SignalSource` is dropped. Fails with
     /// [`io::ErrorKind::ResourceBusy`] while another `SignalSource` is alive.
     pub fn new() -> io::Result<Self> {
@@ -103,7 +111,7 @@ impl SignalSource {
             .map_err(|_| {
                 io::Error::new(
                     io::ErrorKind::ResourceBusy,
-                    "SIGTERM and SIGINT are already handled by another SignalSource",
+                    "SIGTERM, SIGINT and SIGUSR2 are already handled by another SignalSource",
                 )
             })?;
         // From here on, dropping `source` (also on an error below) undoes what was done.

@@ -135,3 +135,64 @@ pub fn accept_queue_len(fd: RawFd) -> io::Result<u32> {
     ))?;
     Ok(info.tcpi_unacked)
 }
+
+/// Lets `fd` survive `execve`: clears close-on-exec. Async-signal-safe (one `fcntl`), so it may
+/// run between `fork` and `exec`.
+pub fn inherit(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) with F_GETFD/F_SETFD takes no pointers.
+    let flags = syscall!(fcntl(fd, libc::F_GETFD))?;
+    syscall!(fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC))?;
+    Ok(())
+}
+
+/// Sets close-on-exec on an inherited descriptor, so it does not leak into our own children.
+pub fn close_on_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) with F_GETFD/F_SETFD takes no pointers.
+    let flags = syscall!(fcntl(fd, libc::F_GETFD))?;
+    syscall!(fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC))?;
+    Ok(())
+}
+
+/// Checks that an inherited descriptor is what we can serve on: a TCP (stream, IPv4 or IPv6)
+/// socket that is listening.
+pub fn check_listener(fd: RawFd) -> io::Result<()> {
+    let not = |what: &str| {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not {what}"),
+        ))
+    };
+    // SAFETY: stat is plain old data for which all-zero bytes are valid; fstat(2) writes it.
+    let mut stat: libc::stat = unsafe { mem::zeroed() };
+    // SAFETY: `stat` is writable and of the type fstat(2) expects.
+    syscall!(fstat(fd, &mut stat))?;
+    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return not("a socket");
+    }
+    if int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM {
+        return not("a stream socket");
+    }
+    let domain = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    if domain != libc::AF_INET && domain != libc::AF_INET6 {
+        return not("an IPv4 or IPv6 socket");
+    }
+    if int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
+        return not("listening");
+    }
+    Ok(())
+}
+
+/// An integer socket option.
+fn int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is writable for `len` bytes, and `len` is passed by pointer as required.
+    syscall!(getsockopt(
+        fd,
+        level,
+        name,
+        (&mut value as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    Ok(value)
+}

@@ -233,7 +233,10 @@ fuzz_target!(|data: &[u8]| {
     // Any phase: after SIGTERM every response must say `Connection: close`, however it is cut.
     let phase = match (config >> 4) & 3 {
         1 => Phase::LameDuck,
-        2 => Phase::Draining,
+        2 => Phase::Draining {
+            since: Instant::now(),
+            idle_grace: std::time::Duration::ZERO,
+        },
         _ => Phase::Serving,
     };
 

@@ -136,6 +136,27 @@ impl Lameduck {
         }
     }
 
+    /// Like [`Lameduck::wait_for`], but only a line logged after the call counts: for events
+    /// that repeat (one `child_ready` per in-place upgrade, say).
+    pub fn wait_for_next(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PROMPT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "no new log line with {needle:?} within {PROMPT:?} ({e:?}); log: {:#?}",
+                    self.log
+                ),
+            }
+        }
+    }
+
     /// Sends a real signal to the process.
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) with the pid of our own child; no memory is involved.
