@@ -65,7 +65,9 @@ pub fn started_from() -> Option<PathBuf> {
         return Some(path.to_path_buf());
     }
     if path.components().count() > 1 {
-        return std::env::current_dir().ok().map(|dir| dir.join(path));
+        // `components` drops the `.` of `./lameduck`, for a tidy log line.
+        let absolute = std::env::current_dir().ok()?.join(path);
+        return Some(absolute.components().collect());
     }
     std::env::current_exe().ok()
 }
