@@ -695,6 +695,9 @@ impl Server {
                     "child_failed",
                     &[("reason", why.as_str().into())],
                 );
+                // It may have put its liveness file at our path, and removed it on its way out:
+                // put ours back now rather than at the next heartbeat.
+                self.heartbeat();
             }
             Report::Ready => {
                 let pid = upgrade.pid();
@@ -725,6 +728,7 @@ impl Server {
                 "child_failed",
                 &[("reason", what.as_str().into())],
             );
+            self.heartbeat();
         }
     }
 
