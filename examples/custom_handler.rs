@@ -30,7 +30,7 @@ fn handler(request: &Request<'_>) -> Response {
 fn main() -> ExitCode {
     // The same flags and environment variables as `lameduck serve`.
     let config = match config::parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
-        Ok(Command::Serve(config)) => config,
+        Ok(Command::Serve(config)) => *config,
         Ok(_) => {
             eprint!("{}", config::USAGE);
             return ExitCode::from(2);

@@ -91,6 +91,18 @@ pub struct Config {
     /// Most open connections. At the limit the server stops accepting (clients wait in the
     /// listen backlog) rather than accept-and-drop. Default 10 000; 1 to [`MAX_CONNS`].
     pub max_conns: usize,
+    /// Longest wait for a handler that took a request's reply (see `lameduck::handler`): then
+    /// the request is answered 503 and closed, and the late answer discarded. Default 15 s:
+    /// slow work takes seconds, not minutes, and 15 s is inside the 20 s `--drain-timeout`, so a
+    /// request in flight at SIGTERM is answered (or refused) before the drain is forced.
+    /// [`MIN_TIMEOUT`] to [`MAX_DURATION`].
+    pub handler_timeout: Duration,
+    /// Most requests waiting for a handler's reply at once; one more is answered 503 with
+    /// `Retry-After` at once. Default 1024: a handler defers because its work is elsewhere (a
+    /// pool, another service); a thousand waiting usually means that elsewhere is stuck, and a
+    /// fast 503 serves clients better than a queue that only empties at the handler timeout.
+    /// 1 to [`MAX_CONNS`] (each waiting request holds a connection anyway).
+    pub max_pending: usize,
     /// How long, after SIGUSR2, the new process of an in-place upgrade has to report that it
     /// serves before the old one gives up on it (kills it, and goes on serving). Default 10 s:
     /// starting takes milliseconds; ten seconds covers a loaded machine without leaving an
@@ -143,6 +155,8 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(75),
             max_conns: 10_000,
+            handler_timeout: Duration::from_secs(15),
+            max_pending: 1024,
             upgrade_timeout: Duration::from_secs(10),
             buffer_budget: 64 * 1024 * 1024,
             max_body: 1024 * 1024,
@@ -206,6 +220,8 @@ impl Config {
             "header-timeout" => duration(self.header_timeout, MIN_TIMEOUT),
             "idle-timeout" => duration(self.idle_timeout, MIN_TIMEOUT),
             "upgrade-timeout" => duration(self.upgrade_timeout, MIN_TIMEOUT),
+            "handler-timeout" => duration(self.handler_timeout, MIN_TIMEOUT),
+            "max-pending" => count(self.max_pending, 1, MAX_CONNS),
             "max-conns" => count(self.max_conns, 1, MAX_CONNS),
             "max-header-bytes" => count(self.max_header_bytes, MIN_HEADER_BYTES, MAX_HEADER_BYTES),
             "max-uri-bytes" => count(self.max_uri_bytes, 1, MAX_HEADER_BYTES),
@@ -275,7 +291,8 @@ impl Default for LiveConfig {
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Serve(Config),
+    /// Boxed: a `Config` is a few hundred bytes, the other commands a few words.
+    Serve(Box<Config>),
     Live(LiveConfig),
     Help,
     Version,
@@ -312,6 +329,8 @@ SERVE FLAGS (environment variable in brackets; flags win):
     --header-timeout D        time to receive a request head [LAMEDUCK_HEADER_TIMEOUT] (10s)
     --idle-timeout D          keep-alive idle timeout [LAMEDUCK_IDLE_TIMEOUT] (75s)
     --upgrade-timeout D       SIGUSR2 upgrade: time the new process has to report ready [LAMEDUCK_UPGRADE_TIMEOUT] (10s)
+    --handler-timeout D       longest wait for a handler that answers later (503 after) [LAMEDUCK_HANDLER_TIMEOUT] (15s)
+    --max-pending N           most requests waiting for a later answer (503 above) [LAMEDUCK_MAX_PENDING] (1024)
     --max-conns N             most open connections, 1 to 1000000 [LAMEDUCK_MAX_CONNS] (10000)
     --max-body BYTES          largest request body, at most 1073741824 [LAMEDUCK_MAX_BODY] (1048576)
     --buffer-budget BYTES     user-space bytes held for all clients together, 65536 to 17179869184 [LAMEDUCK_BUFFER_BUDGET] (67108864)
@@ -408,6 +427,8 @@ where
             "header-timeout" => config.header_timeout = parse_duration(name, value)?,
             "idle-timeout" => config.idle_timeout = parse_duration(name, value)?,
             "upgrade-timeout" => config.upgrade_timeout = parse_duration(name, value)?,
+            "handler-timeout" => config.handler_timeout = parse_duration(name, value)?,
+            "max-pending" => config.max_pending = parse_number(name, value)?,
             "max-conns" => config.max_conns = parse_number(name, value)?,
             "max-body" => config.max_body = parse_number(name, value)?,
             "buffer-budget" => config.buffer_budget = parse_number(name, value)?,
@@ -422,7 +443,7 @@ where
     };
     apply_env_then_flags(&mut apply, &flags, &env, SERVE_ENV)?;
     config.validate()?;
-    Ok(Command::Serve(config))
+    Ok(Command::Serve(Box::new(config)))
 }
 
 /// Flag name → environment variable, for `serve`.
@@ -437,6 +458,8 @@ const SERVE_ENV: &[(&str, &str)] = &[
     ("header-timeout", "LAMEDUCK_HEADER_TIMEOUT"),
     ("idle-timeout", "LAMEDUCK_IDLE_TIMEOUT"),
     ("upgrade-timeout", "LAMEDUCK_UPGRADE_TIMEOUT"),
+    ("handler-timeout", "LAMEDUCK_HANDLER_TIMEOUT"),
+    ("max-pending", "LAMEDUCK_MAX_PENDING"),
     ("max-conns", "LAMEDUCK_MAX_CONNS"),
     ("max-body", "LAMEDUCK_MAX_BODY"),
     ("buffer-budget", "LAMEDUCK_BUFFER_BUDGET"),
@@ -530,7 +553,7 @@ mod tests {
 
     #[test]
     fn no_arguments_is_serve_with_defaults() {
-        assert_eq!(parse(&[], &[]), Ok(Command::Serve(Config::default())));
+        assert_eq!(parse(&[], &[]), Ok(Command::Serve(Box::default())));
         assert_eq!(Config::default().addr.to_string(), "0.0.0.0:8080");
     }
 

@@ -28,16 +28,18 @@
 use std::io::{self, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::Interest;
 use mio::net::TcpStream;
 
 use crate::codec::{
-    self, BodyDecoder, Encoder, HeadLimits, Parse, Persistence, ProtocolError, Request, Response,
-    Version,
+    self, BodyDecoder, BodyFraming, Encoder, HeadLimits, Parse, Persistence, ProtocolError,
+    Request, Response, Version,
 };
 use crate::config::Config;
+use crate::handler::{Call, Handler, Inbox, ReplyId, Shared};
 
 /// How long a half-closed connection keeps reading (and discarding) before it is closed.
 ///
@@ -193,6 +195,14 @@ pub struct Context<'a, H> {
     pub budget_full: bool,
     pub limits: &'a Limits,
     pub handler: &'a mut H,
+    /// Where replies to requests answered later arrive (see [`crate::handler`]).
+    pub inbox: &'a Arc<Inbox>,
+    /// The loop's counter of replies handed out, to tell each apart.
+    pub serial: &'a mut u64,
+    /// False while `--max-pending` replies wait: one more is answered 503 at once.
+    pub pending_room: bool,
+    /// This connection's slab index: replies name it.
+    pub index: usize,
 }
 
 /// Per-connection limits, taken from the `Config` once.
@@ -202,7 +212,7 @@ pub struct Limits {
     pub max_body: u64,
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
-    pub health_path: String,
+    pub handler_timeout: Duration,
 }
 
 impl From<&Config> for Limits {
@@ -215,18 +225,30 @@ impl From<&Config> for Limits {
             max_body: config.max_body,
             header_timeout: config.header_timeout,
             idle_timeout: config.idle_timeout,
-            health_path: config.health_path.clone(),
+            handler_timeout: config.handler_timeout,
         }
     }
 }
 
-/// A response whose request still has a body to be read; it is written once the body is in.
-/// Whether it keeps the connection open is decided then, from the phase at that moment.
+/// A request whose body is still arriving: its head, copied (the shared input buffer moves on),
+/// and the body so far, de-chunked. Both count against the budget.
 #[derive(Debug)]
-struct Deferred {
-    response: Response,
+struct Upload {
+    head: Vec<u8>,
+    body: Vec<u8>,
+    decoder: BodyDecoder,
+}
+
+/// A request whose handler took the reply: what its answer needs when it comes.
+#[derive(Debug)]
+struct Awaiting {
+    serial: u64,
+    shared: Arc<Shared>,
+    /// When the handler took the reply (for `--handler-timeout`).
+    since: Instant,
     head_only: bool,
-    /// The client's side of persistence (its version and `Connection` header).
+    /// The client's side of persistence (its version and `Connection` header); the server's is
+    /// decided when the answer is written.
     keep_alive: bool,
     version: Version,
 }
@@ -243,6 +265,8 @@ enum Stop {
     Budget,
     /// The last response is queued (the state is `Closing`): nothing more is read.
     Closed,
+    /// The handler will answer later: later requests wait their turn (in the kernel).
+    Awaiting,
 }
 
 /// One client connection.
@@ -254,10 +278,10 @@ pub struct Connection<S = TcpStream> {
     carry: Vec<u8>,
     /// Encoded output the socket has not taken yet, in order.
     unsent: Vec<u8>,
-    /// The body of the current request, while it is being consumed.
-    body: Option<BodyDecoder>,
-    /// The response to the current request, while its body is being consumed.
-    deferred: Option<Box<Deferred>>,
+    /// The current request, while its body arrives.
+    upload: Option<Box<Upload>>,
+    /// The current request, while its handler works on it elsewhere.
+    awaiting: Option<Box<Awaiting>>,
     /// When the connection was accepted (drain closes long-silent new connections).
     accepted: Instant,
     /// When the current wait on the client began: accept, the first byte of the current head,
@@ -290,8 +314,8 @@ impl<S: Transport> Connection<S> {
             state: State::New,
             carry: Vec::new(),
             unsent: Vec::new(),
-            body: None,
-            deferred: None,
+            upload: None,
+            awaiting: None,
             accepted: now,
             since: now,
             write_since: now,
@@ -320,7 +344,16 @@ impl<S: Transport> Connection<S> {
     /// queued and an unfinished head. (Whole requests wait in the kernel; see the module docs.)
     /// The server adds these up into its budget.
     pub fn buffered(&self) -> usize {
-        self.unsent.len() + self.carry.len()
+        let upload = self
+            .upload
+            .as_ref()
+            .map_or(0, |u| u.head.len() + u.body.len());
+        self.unsent.len() + self.carry.len() + upload
+    }
+
+    /// Whether a handler has taken this connection's reply and not answered yet.
+    pub fn awaiting(&self) -> bool {
+        self.awaiting.is_some()
     }
 
     /// When the current wait times out, derived from the state in this one place:
@@ -330,11 +363,22 @@ impl<S: Transport> Connection<S> {
     /// - `New` / `Active`: `--header-timeout` from the head's first byte (or from the accept, or
     ///   from the last body bytes): the slowloris defence;
     /// - `Idle`: `--idle-timeout` from the last response;
-    /// - `Lingering`: [`LINGER_TIMEOUT`] from the half-close.
+    /// - `Lingering`: [`LINGER_TIMEOUT`] from the half-close;
+    /// - and while a handler owes an answer: `--handler-timeout` from when it took the reply, at
+    ///   the latest.
     pub fn deadline(&self, limits: &Limits) -> Instant {
+        let write = self.write_since + limits.idle_timeout;
+        if let Some(awaiting) = &self.awaiting {
+            let handler = awaiting.since + limits.handler_timeout;
+            return if self.unsent.is_empty() {
+                handler
+            } else {
+                handler.min(write)
+            };
+        }
         match self.state {
             State::Lingering => self.since + LINGER_TIMEOUT,
-            _ if !self.unsent.is_empty() => self.write_since + limits.idle_timeout,
+            _ if !self.unsent.is_empty() => write,
             State::New | State::Active => self.since + limits.header_timeout,
             State::Idle | State::Closing => self.since + limits.idle_timeout,
         }
@@ -367,7 +411,7 @@ impl<S: Transport> Connection<S> {
         read_closed: bool,
     ) -> Verdict
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         self.fin |= read_closed;
         match self.drive(scratch, ctx) {
@@ -390,7 +434,7 @@ impl<S: Transport> Connection<S> {
     ///   connection that is still silent is closed. Work in flight is waited for.
     pub fn on_tick<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> Option<Verdict>
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         if ctx.now >= self.deadline(ctx.limits) {
             return Some(self.on_timeout(scratch, ctx));
@@ -427,20 +471,23 @@ impl<S: Transport> Connection<S> {
         ctx: &mut Context<'_, H>,
     ) -> Option<Verdict>
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         (self.waiting_for_budget && !ctx.budget_full).then(|| self.on_ready(scratch, ctx, false))
     }
 
     fn drive<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> io::Result<()>
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         if self.state == State::Lingering {
             return self.discard_input();
         }
         self.flush_unsent(ctx.now)?;
         self.waiting_for_budget = false;
+        if self.awaiting.is_some() {
+            return self.watch_for_departure();
+        }
 
         let Scratch { input, output } = scratch;
         while self.may_read() {
@@ -484,7 +531,7 @@ impl<S: Transport> Connection<S> {
                 Stop::NeedInput if seen == input.len() - held || self.fin => continue,
                 // Otherwise the socket holds nothing more now; edge-triggered polling reports
                 // the next byte that arrives.
-                Stop::NeedInput | Stop::OutputFull | Stop::Closed => break,
+                Stop::NeedInput | Stop::OutputFull | Stop::Closed | Stop::Awaiting => break,
                 Stop::Budget => {
                     self.waiting_for_budget = true;
                     break;
@@ -542,17 +589,27 @@ impl<S: Transport> Connection<S> {
         ctx: &mut Context<'_, H>,
     ) -> (usize, Stop)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         let mut at = 0;
         loop {
             if self.state == State::Closing {
                 return (at, Stop::Closed);
             }
-            if let Some(body) = &mut self.body {
-                match body.decode(&input[at..]) {
+            if self.awaiting.is_some() {
+                return (at, Stop::Awaiting);
+            }
+            if let Some(upload) = &mut self.upload {
+                if ctx.budget_full {
+                    // The rest of the body waits in the kernel until the budget has room.
+                    return (at, Stop::Budget);
+                }
+                match upload
+                    .decoder
+                    .decode_into(&input[at..], Some(&mut upload.body))
+                {
                     Err(e) => {
-                        let head_only = self.deferred.as_ref().is_some_and(|d| d.head_only);
+                        let head_only = upload.head.starts_with(b"HEAD ");
                         self.fail(e, head_only, out, ctx.date);
                     }
                     Ok(progress) => {
@@ -563,10 +620,8 @@ impl<S: Transport> Connection<S> {
                         if !progress.done {
                             return (at, Stop::NeedInput);
                         }
-                        self.body = None;
-                        if let Some(d) = self.deferred.take() {
-                            let persistence = persistence(d.keep_alive, d.version, ctx.phase);
-                            self.respond(&d.response, d.head_only, persistence, out, ctx.date);
+                        if let Some(upload) = self.upload.take() {
+                            self.dispatch_upload(&upload, out, ctx);
                         }
                     }
                 }
@@ -604,45 +659,187 @@ impl<S: Transport> Connection<S> {
                 }
                 Parse::Error(e) => self.fail(e, rest.starts_with(b"HEAD "), out, ctx.date),
                 Parse::Complete { request, head_len } => {
-                    at += head_len;
-                    self.answer(&request, out, ctx);
+                    let (head, after_head) = rest.split_at(head_len);
+                    at += self.answer(request, head, after_head, out, ctx);
                 }
             }
         }
     }
 
-    /// Answers one parsed request: the response goes out now, or after its body has been read.
-    fn answer<H>(&mut self, request: &Request<'_>, out: &mut Encoder, ctx: &mut Context<'_, H>)
+    /// Takes one parsed request towards its handler: at once when it has no body, or its whole
+    /// `Content-Length` body is already in `after_head` (handed over in place, no copy);
+    /// otherwise once the body has arrived (see [`Upload`]). Returns the bytes used: the head,
+    /// and the body if it was in view.
+    fn answer<H>(
+        &mut self,
+        request: Request<'_>,
+        head: &[u8],
+        after_head: &[u8],
+        out: &mut Encoder,
+        ctx: &mut Context<'_, H>,
+    ) -> usize
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         // The body's framing is checked before anything is answered: a body we refuse must
-        // never be read as the next request.
-        let body = match BodyDecoder::new(request.body, ctx.limits.max_body) {
-            Ok(body) => body,
-            Err(e) => return self.fail(e, request.method == "HEAD", out, ctx.date),
+        // never be read as the next request, nor reach the handler.
+        let decoder = match BodyDecoder::new(request.framing, ctx.limits.max_body) {
+            Ok(decoder) => decoder,
+            Err(e) => {
+                self.fail(e, request.method == "HEAD", out, ctx.date);
+                return head.len();
+            }
         };
-        let response = route(request, ctx);
-        let head_only = request.method == "HEAD";
         // The clock for the next head (or this body) starts now.
         self.since = ctx.now;
-        match body {
-            None => {
-                let persistence = persistence(request.keep_alive, request.version, ctx.phase);
+        let Some(decoder) = decoder else {
+            self.dispatch(&request, out, ctx);
+            return head.len();
+        };
+        if let BodyFraming::Length(len) = request.framing {
+            if let Some(body) = after_head.get(..len as usize) {
+                self.dispatch(&Request { body, ..request }, out, ctx);
+                return head.len() + body.len();
+            }
+        }
+        if request.expect_continue && request.version == Version::Http11 {
+            out.bytes.extend_from_slice(codec::response::CONTINUE);
+        }
+        let mut copy = Vec::new();
+        queue(&mut copy, head);
+        self.upload = Some(Box::new(Upload {
+            head: copy,
+            body: Vec::new(),
+            decoder,
+        }));
+        head.len()
+    }
+
+    /// The body of an [`Upload`] is complete: parse its head again (it parsed before, so it
+    /// does again) and hand the whole request to the handler.
+    fn dispatch_upload<H>(&mut self, upload: &Upload, out: &mut Encoder, ctx: &mut Context<'_, H>)
+    where
+        H: Handler,
+    {
+        let mut slots = codec::header_slots();
+        match codec::parse(&upload.head, &mut slots, &ctx.limits.head) {
+            Parse::Complete { request, .. } => {
+                let body = upload.body.as_slice();
+                self.dispatch(&Request { body, ..request }, out, ctx);
+            }
+            Parse::Partial | Parse::Error(_) => {
+                let error = ProtocolError::Malformed("request head changed");
+                self.fail(error, upload.head.starts_with(b"HEAD "), out, ctx.date);
+            }
+        }
+    }
+
+    /// Calls the handler with a whole request and writes its answer, or waits for its reply.
+    fn dispatch<H>(&mut self, request: &Request<'_>, out: &mut Encoder, ctx: &mut Context<'_, H>)
+    where
+        H: Handler,
+    {
+        let head_only = request.method == "HEAD";
+        let serial = *ctx.serial;
+        *ctx.serial += 1;
+        let mut taken = None;
+        let call = Call {
+            ready: ctx.phase.ready(),
+            inbox: ctx.inbox,
+            id: ReplyId {
+                index: ctx.index,
+                serial,
+            },
+            room: ctx.pending_room,
+            taken: &mut taken,
+        };
+        let answer = ctx.handler.call(request, call);
+        let persistence = persistence(request.keep_alive, request.version, ctx.phase);
+        match (answer, taken) {
+            (Some(response), taken) => {
+                // Answered now: a reply taken as well is no longer waited for.
+                if let Some(shared) = taken {
+                    shared.cancel();
+                }
                 self.respond(&response, head_only, persistence, out, ctx.date);
             }
-            Some(body) => {
-                if request.expect_continue && request.version == Version::Http11 {
-                    out.bytes.extend_from_slice(codec::response::CONTINUE);
-                }
-                self.body = Some(body);
-                self.deferred = Some(Box::new(Deferred {
-                    response,
+            (None, Some(shared)) if shared.is_cancelled() => {
+                // Over --max-pending: the handle was cancelled from the start.
+                let response = Response::text(503, "too many requests in flight\n")
+                    .with_header("Retry-After", "1");
+                self.respond(&response, head_only, Persistence::Close, out, ctx.date);
+            }
+            (None, Some(shared)) => {
+                self.awaiting = Some(Box::new(Awaiting {
+                    serial,
+                    shared,
+                    since: ctx.now,
                     head_only,
                     keep_alive: request.keep_alive,
                     version: request.version,
                 }));
             }
+            (None, None) => {
+                // A handler bug: it neither answered nor kept the reply.
+                let response = Response::text(500, "no response\n");
+                self.respond(&response, head_only, Persistence::Close, out, ctx.date);
+            }
+        }
+    }
+
+    /// The handler's reply for request `serial` has come (`None`: the handle was dropped
+    /// unsent, a handler bug, answered 500). Writes it and carries on with the requests that
+    /// waited behind it. `None` when it is not this connection's current reply (a late answer
+    /// for a request already answered 503, or for a connection that has since been replaced).
+    pub fn on_reply<H>(
+        &mut self,
+        serial: u64,
+        response: Option<Response>,
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_, H>,
+    ) -> Option<Verdict>
+    where
+        H: Handler,
+    {
+        if self.awaiting.as_ref().is_none_or(|a| a.serial != serial) {
+            return None;
+        }
+        let awaiting = self.awaiting.take()?;
+        let (response, persistence) = match response {
+            Some(response) => {
+                let persistence = persistence(awaiting.keep_alive, awaiting.version, ctx.phase);
+                (response, persistence)
+            }
+            None => (Response::text(500, "no response\n"), Persistence::Close),
+        };
+        let out = &mut scratch.output;
+        self.respond(&response, awaiting.head_only, persistence, out, ctx.date);
+        if self.write_out(out, ctx.now).is_err() {
+            return Some(Verdict::Close);
+        }
+        Some(self.on_ready(scratch, ctx, false))
+    }
+
+    /// While a handler works, the connection reads nothing (later requests wait their turn in
+    /// the kernel), but it still notices its client leaving: a reset, or an EOF. Like Go's
+    /// `net/http`, an EOF here is taken as the client giving up, and the reply is cancelled.
+    fn watch_for_departure(&mut self) -> io::Result<()> {
+        let mut byte = [0u8; 1];
+        match self.stream.peek(&mut byte) {
+            Ok(0) => {
+                self.peer_closed = true;
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -666,8 +863,7 @@ impl<S: Transport> Connection<S> {
     /// An error answer to HEAD has no content either (RFC 9110 §9.3.2): the client reads none,
     /// so content would be taken for the start of the next response.
     fn fail(&mut self, error: ProtocolError, head_only: bool, out: &mut Encoder, date: &[u8]) {
-        self.body = None;
-        self.deferred = None;
+        self.upload = None;
         let response = Response::text(error.status(), format!("{error}\n"));
         self.respond(&response, head_only, Persistence::Close, out, date);
     }
@@ -736,7 +932,10 @@ impl<S: Transport> Connection<S> {
             // A request in flight stays Active until its response is fully written, and while
             // the start of the next one waits in the kernel.
             State::Active
-                if self.body.is_none() && self.unsent.is_empty() && self.carry.is_empty() =>
+                if self.upload.is_none()
+                    && self.awaiting.is_none()
+                    && self.unsent.is_empty()
+                    && self.carry.is_empty() =>
             {
                 self.become_idle(ctx.now);
             }
@@ -786,8 +985,30 @@ impl<S: Transport> Connection<S> {
     /// The timeout, once `deadline` has passed.
     fn on_timeout<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> Verdict
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
+        let handler_late = self
+            .awaiting
+            .as_ref()
+            .is_some_and(|a| ctx.now >= a.since + ctx.limits.handler_timeout);
+        if let Some(awaiting) = self.awaiting.take().filter(|_| handler_late) {
+            // The handler did not answer within --handler-timeout: 503 and close; its answer,
+            // if it ever comes, is discarded.
+            awaiting.shared.cancel();
+            let response = Response::text(503, "the handler did not answer in time\n");
+            let out = &mut scratch.output;
+            self.respond(
+                &response,
+                awaiting.head_only,
+                Persistence::Close,
+                out,
+                ctx.date,
+            );
+            return match self.write_out(out, ctx.now) {
+                Ok(()) => self.settle(ctx),
+                Err(_) => Verdict::Close,
+            };
+        }
         match self.state {
             // Nothing was asked on this connection (recently): close without a word.
             State::New | State::Idle => self.half_close(ctx.now),
@@ -795,8 +1016,8 @@ impl<S: Transport> Connection<S> {
             State::Active | State::Closing if !self.unsent.is_empty() => Verdict::Close,
             // A head or body that did not arrive in time: 408, then close (RFC 9110 §15.5.9).
             State::Active => {
-                let head_only = match &self.deferred {
-                    Some(d) => d.head_only,
+                let head_only = match &self.upload {
+                    Some(upload) => upload.head.starts_with(b"HEAD "),
                     None => self.partial_is_head,
                 };
                 self.fail(
@@ -817,6 +1038,16 @@ impl<S: Transport> Connection<S> {
     /// Whether the write side has output the client has not taken (for the drain's counts).
     pub fn has_unsent(&self) -> bool {
         !self.unsent.is_empty()
+    }
+}
+
+impl<S> Drop for Connection<S> {
+    /// A connection that goes (its client left, it timed out, FORCE) cancels the reply its
+    /// handler still owes: the handle can tell, and the answer is discarded.
+    fn drop(&mut self) {
+        if let Some(awaiting) = &self.awaiting {
+            awaiting.shared.cancel();
+        }
     }
 }
 
@@ -859,20 +1090,4 @@ fn write_some(stream: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
         }
     }
     Ok(written)
-}
-
-/// The readiness path belongs to the server (its answer depends on the lifecycle); every other
-/// path goes to the user's handler.
-fn route<H>(request: &Request<'_>, ctx: &mut Context<'_, H>) -> Response
-where
-    H: FnMut(&Request<'_>) -> Response,
-{
-    if request.path != ctx.limits.health_path {
-        return (ctx.handler)(request);
-    }
-    match request.method {
-        "GET" | "HEAD" if ctx.phase.ready() => Response::text(200, "ok\n"),
-        "GET" | "HEAD" => Response::text(503, "shutting down\n"),
-        _ => Response::text(405, "method not allowed\n").with_header("Allow", "GET, HEAD"),
-    }
 }

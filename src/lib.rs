@@ -13,6 +13,7 @@
 //! - [`config`]: every limit and timeout with its default, and the command line.
 //! - [`server`]: the event loop (one thread, one `mio::Poll`) and the shutdown lifecycle.
 //! - [`conn`]: one connection's state machine and socket I/O.
+//! - [`handler`]: the [`Handler`] trait, and the [`Reply`] that answers a request later.
 //! - [`codec`]: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
 //! - [`routes`]: the default handler (`/` → `Hello, World!`).
 //! - [`live`]: the liveness file and the `live` check.
@@ -44,6 +45,7 @@ mod sys;
 pub mod codec;
 pub mod config;
 pub mod conn;
+pub mod handler;
 pub mod live;
 pub mod log;
 pub mod routes;
@@ -54,4 +56,5 @@ mod upgrade;
 
 pub use codec::{Request, Response};
 pub use config::{Command, Config, LiveConfig};
+pub use handler::{Call, Handler, Reply};
 pub use server::{Outcome, Server};

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Ok(Command::Serve(config)) => serve(config),
+        Ok(Command::Serve(config)) => serve(*config),
         Err(e) => {
             eprintln!("lameduck: error: {e}");
             ExitCode::from(EXIT_CONFIG)

@@ -11,16 +11,19 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::codec::{DateCache, Request, Response};
+use crate::codec::DateCache;
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
+use crate::handler::{Handler, Inbox};
 use crate::live::{Heartbeat, LiveFile};
 use crate::log::{self, Level};
+use crate::routes::Readiness;
 use crate::signals::{Signal, SignalSource};
 use crate::slab::Slab;
 use crate::sys;
@@ -32,9 +35,11 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// The report channel of the new process of an in-place upgrade, while it starts.
 const UPGRADE: Token = Token(2);
+/// The loop's waker: a handler's reply, sent from another thread, has arrived.
+const WAKER: Token = Token(3);
 /// Connections use tokens from here on: token = `FIRST_CONNECTION` + slab index. Timers need no
 /// token: they are the `poll` timeout.
-const FIRST_CONNECTION: usize = 3;
+const FIRST_CONNECTION: usize = 4;
 
 /// How often connection deadlines are checked. Timeouts are therefore up to this late, which
 /// is nothing next to their lengths (seconds), and one pass over the connections every quarter
@@ -124,12 +129,25 @@ struct Stats {
     backlog_accepted: u64,
     /// Connections left in the accept backlog when DRAIN closed the listener (reset by it).
     backlog_lost: u64,
+    /// Responses served before the stop signal (the exit line reports those after it).
+    served_at_signal: u64,
+    /// Replies still owed when FORCE closed their connections.
+    abandoned: u64,
 }
 
 /// The loop's mutable state besides the sources.
 struct Runtime<H> {
     phase: Phase,
-    handler: H,
+    /// The user's handler, inside the server's readiness route.
+    handler: Readiness<H>,
+    /// Where replies sent from other threads arrive, with the loop's waker.
+    inbox: Arc<Inbox>,
+    /// Replies handed out so far (each reply's serial).
+    serial: u64,
+    /// Requests whose handler owes a reply, against `--max-pending`.
+    pending: usize,
+    /// `pending` has reached `--max-pending`: one more is answered 503.
+    pending_full: bool,
     now: Instant,
     date: DateCache,
     scratch: Scratch,
@@ -173,8 +191,32 @@ impl<H> Runtime<H> {
         }
     }
 
-    /// What a connection is told about the server in the current phase, and the shared buffers.
-    fn connection_context(&mut self) -> (&mut Scratch, Context<'_, H>) {
+    /// Books a connection's change between waiting for a reply and not, with one log line each
+    /// time the pending bound is reached or has room again.
+    fn count_pending(&mut self, before: bool, after: bool, max: usize) {
+        self.pending = self.pending + usize::from(after) - usize::from(before);
+        let full = self.pending >= max;
+        if full != self.pending_full {
+            self.pending_full = full;
+            let (level, event) = if full {
+                (Level::Warn, "pending_full")
+            } else {
+                (Level::Info, "pending_available")
+            };
+            log::event(
+                level,
+                event,
+                &[
+                    ("pending", self.pending.into()),
+                    ("max_pending", max.into()),
+                ],
+            );
+        }
+    }
+
+    /// What connection `index` is told about the server in the current phase, and the shared
+    /// buffers.
+    fn connection_context(&mut self, index: usize) -> (&mut Scratch, Context<'_, Readiness<H>>) {
         let phase = match self.phase {
             Phase::Serving => conn::Phase::Serving,
             Phase::Announce { .. } => conn::Phase::LameDuck,
@@ -189,6 +231,10 @@ impl<H> Runtime<H> {
             budget_full: self.budget_full,
             limits: &self.limits,
             handler: &mut self.handler,
+            inbox: &self.inbox,
+            serial: &mut self.serial,
+            pending_room: !self.pending_full,
+            index,
         };
         (&mut self.scratch, context)
     }
@@ -246,7 +292,7 @@ impl Server {
     /// if the caller then ends with `std::process::exit` (which skips `Drop`).
     pub fn run<H>(&mut self, handler: H) -> io::Result<Outcome>
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         let result = self.run_loop(handler);
         if let Some(live) = &mut self.live {
@@ -266,12 +312,17 @@ impl Server {
 
     fn run_loop<H>(&mut self, handler: H) -> io::Result<Outcome>
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         let now = Instant::now();
+        let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
         let mut rt = Runtime {
             phase: Phase::Serving,
-            handler,
+            handler: Readiness::new(self.config.health_path.clone(), handler),
+            inbox: Inbox::new(waker),
+            serial: 0,
+            pending: 0,
+            pending_full: false,
             now,
             date: DateCache::default(),
             scratch: Scratch::new(SCRATCH_INPUT_BYTES.max(self.config.max_header_bytes + 1)),
@@ -328,6 +379,7 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(&mut rt),
                     UPGRADE => self.on_upgrade_report(&mut rt),
+                    WAKER => self.on_replies(&mut rt),
                     SIGNALS => {
                         if let Some(outcome) = self.on_signals(&mut rt) {
                             return Ok(outcome);
@@ -358,7 +410,7 @@ impl Server {
     /// Heartbeat, connection deadlines, accept retry and phase changes that are due.
     fn run_timers<H>(&mut self, rt: &mut Runtime<H>)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         let now = rt.now;
         if now >= rt.next_heartbeat {
@@ -405,6 +457,7 @@ impl Server {
                 "force",
                 &[("drain_timeout", timeout.as_str().into())],
             );
+            rt.stats.abandoned = self.counts().pending as u64;
             self.conns.clear();
             return Some(self.conclude(rt, Outcome::Forced));
         }
@@ -445,6 +498,11 @@ impl Server {
                 ("since_signal_ms", since_signal.into()),
                 ("accepted", rt.stats.accepted.into()),
                 ("served", rt.stats.served.into()),
+                (
+                    "served_after_signal",
+                    (rt.stats.served - rt.stats.served_at_signal).into(),
+                ),
+                ("abandoned", rt.stats.abandoned.into()),
             ],
         );
     }
@@ -539,7 +597,7 @@ impl Server {
     /// Reacts to SIGTERM / SIGINT (the lifecycle) and SIGUSR2 (an in-place upgrade).
     fn on_signals<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome>
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         for signal in self.signals.pending() {
             if signal == Signal::Upgrade {
@@ -557,6 +615,7 @@ impl Server {
                 return Some(self.conclude(rt, Outcome::Interrupted));
             }
             rt.signal_at = Some(rt.now);
+            rt.stats.served_at_signal = rt.stats.served;
             if self.upgrade.is_some() {
                 // The service is being stopped: a new process must not come up behind it.
                 self.upgrade_failed("the server is stopping");
@@ -587,7 +646,7 @@ impl Server {
     /// connections gently, and let the active ones finish. `after` says what started it.
     fn start_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         self.take_backlog(rt);
         self.enter_drain(rt, after, Duration::ZERO);
@@ -597,7 +656,7 @@ impl Server {
     /// only deregistered and dropped: after an upgrade the new process holds the same socket.
     fn enter_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str, idle_grace: Duration)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         rt.phase = Phase::Drain {
             deadline: rt.now + self.config.drain_timeout,
@@ -681,7 +740,7 @@ impl Server {
     /// The new process of an upgrade reported (or exited).
     fn on_upgrade_report<H>(&mut self, rt: &mut Runtime<H>)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         let Some(upgrade) = &mut self.upgrade else {
             return;
@@ -703,6 +762,7 @@ impl Server {
                 let pid = upgrade.pid();
                 self.upgrade = None;
                 rt.signal_at = Some(rt.now);
+                rt.stats.served_at_signal = rt.stats.served;
                 log::event(
                     Level::Info,
                     "child_ready",
@@ -763,10 +823,23 @@ impl Server {
         }
     }
 
+    /// Replies sent from other threads: each goes to the connection that waits for it (none, if
+    /// the request was answered 503 meanwhile or its client went away: then it is discarded).
+    fn on_replies<H>(&mut self, rt: &mut Runtime<H>)
+    where
+        H: Handler,
+    {
+        for (id, response) in rt.inbox.take() {
+            self.step(id.index, rt, |conn, scratch, ctx| {
+                conn.on_reply(id.serial, response, scratch, ctx)
+            });
+        }
+    }
+
     /// Drives one connection after a readiness event.
     fn on_connection<H>(&mut self, token: Token, read_closed: bool, rt: &mut Runtime<H>)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         // A spurious event for a connection closed earlier in this batch finds no connection.
         if let Some(index) = token.0.checked_sub(FIRST_CONNECTION) {
@@ -782,18 +855,23 @@ impl Server {
         &mut self,
         index: usize,
         rt: &mut Runtime<H>,
-        step: impl FnOnce(&mut Connection, &mut Scratch, &mut Context<'_, H>) -> Option<Verdict>,
+        step: impl FnOnce(
+            &mut Connection,
+            &mut Scratch,
+            &mut Context<'_, Readiness<H>>,
+        ) -> Option<Verdict>,
     ) {
         let Some(conn) = self.conns.get_mut(index) else {
             return;
         };
-        let (served, buffered) = (conn.served(), conn.buffered());
-        let (scratch, mut ctx) = rt.connection_context();
+        let (served, buffered, awaiting) = (conn.served(), conn.buffered(), conn.awaiting());
+        let (scratch, mut ctx) = rt.connection_context(index);
         let Some(verdict) = step(conn, scratch, &mut ctx) else {
             return;
         };
         rt.stats.served += conn.served() - served;
         rt.account(buffered, conn.buffered());
+        rt.count_pending(awaiting, conn.awaiting(), self.config.max_pending);
         self.apply(index, verdict, rt);
     }
 
@@ -815,6 +893,7 @@ impl Server {
         }
         if let Some(mut conn) = self.conns.remove(index) {
             rt.account(conn.buffered(), 0);
+            rt.count_pending(conn.awaiting(), false, self.config.max_pending);
             let _ = self.poll.registry().deregister(conn.stream_mut());
         }
         if rt.accept_pause != AcceptPause::No && rt.accept_retry_at.is_none() {
@@ -827,7 +906,7 @@ impl Server {
     /// connections (the rule itself is [`Connection::on_tick`]'s).
     fn sweep<H>(&mut self, rt: &mut Runtime<H>)
     where
-        H: FnMut(&Request<'_>) -> Response,
+        H: Handler,
     {
         for index in self.conns.indices() {
             self.step(index, rt, |conn, scratch, ctx| conn.on_tick(scratch, ctx));
@@ -844,6 +923,7 @@ impl Server {
             ("active", counts.active.into()),
             ("idle", counts.idle.into()),
             ("closing", counts.closing.into()),
+            ("pending", counts.pending.into()),
         ];
         pairs.extend_from_slice(extra);
         log::event(level, event, &pairs);
@@ -859,6 +939,7 @@ impl Server {
                 State::Idle => counts.idle += 1,
                 State::Closing | State::Lingering => counts.closing += 1,
             }
+            counts.pending += usize::from(conn.awaiting());
         }
         counts
     }
@@ -870,6 +951,8 @@ struct Counts {
     active: usize,
     idle: usize,
     closing: usize,
+    /// Connections whose handler owes a reply (a subset of `active`).
+    pending: usize,
 }
 
 /// Why the loop is not accepting new connections right now.

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use lameduck::conn::{Connection, Scratch, Verdict};
 use lameduck::routes::default_handler;
-use support::memory::{self, Memory};
+use support::memory::{self, Memory, Replies};
 
 /// Counts every allocation and reallocation, per thread: the test harness runs tests (and
 /// itself) on other threads, whose allocations are not the server's.
@@ -61,6 +61,7 @@ fn allocations_per_turn(input: &[u8], turns: usize) -> (usize, usize) {
     let mut stream = Memory::new(usize::MAX);
     stream.arrive(input);
     let mut conn = Connection::new(stream, Instant::now());
+    let mut replies = Replies::new();
     let mut counted = 0;
     for turn in 0..turns + 10 {
         if turn == 10 {
@@ -71,7 +72,7 @@ fn allocations_per_turn(input: &[u8], turns: usize) -> (usize, usize) {
         let stream = conn.stream_mut();
         stream.read_at = 0;
         stream.written.clear();
-        let mut ctx = memory::context(&limits, Instant::now(), &mut handler);
+        let mut ctx = memory::context(&limits, Instant::now(), &mut handler, &mut replies);
         assert_eq!(conn.on_ready(&mut scratch, &mut ctx, false), Verdict::Open);
         assert!(conn.stream_mut().written.ends_with(b"Hello, World!"));
     }

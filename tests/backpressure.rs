@@ -15,7 +15,7 @@ use std::time::Instant;
 use lameduck::codec::{Request, Response};
 use lameduck::conn::{Connection, Limits, OUTPUT_HIGH_WATER, Scratch, Verdict};
 use lameduck::routes::default_handler;
-use support::memory::{self, Memory};
+use support::memory::{self, Memory, Replies};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n";
 
@@ -23,6 +23,7 @@ struct Session {
     conn: Connection<Memory>,
     scratch: Scratch,
     limits: Limits,
+    replies: Replies,
     open: bool,
 }
 
@@ -32,6 +33,7 @@ impl Session {
             conn: Connection::new(Memory::default(), Instant::now()),
             scratch: Scratch::new(64 * 1024),
             limits: memory::limits(),
+            replies: Replies::new(),
             open: true,
         }
     }
@@ -48,7 +50,12 @@ impl Session {
             return;
         }
         let mut handler: fn(&Request<'_>) -> Response = default_handler;
-        let mut ctx = memory::context(&self.limits, Instant::now(), &mut handler);
+        let mut ctx = memory::context(
+            &self.limits,
+            Instant::now(),
+            &mut handler,
+            &mut self.replies,
+        );
         ctx.budget_full = budget_full;
         if self.conn.on_ready(&mut self.scratch, &mut ctx, read_closed) == Verdict::Close {
             self.open = false;

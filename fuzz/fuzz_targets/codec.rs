@@ -44,7 +44,7 @@ fn outcome(buf: &[u8], limits: &HeadLimits) -> Outcome {
             head_len,
             target: request.target.to_string(),
             path: request.path.to_string(),
-            body: request.body,
+            body: request.framing,
             keep_alive: request.keep_alive,
             expect_continue: request.expect_continue,
         },

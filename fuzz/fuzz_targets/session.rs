@@ -80,6 +80,7 @@ struct Session {
     now: Instant,
     /// The server's lifecycle phase for the whole play.
     phase: Phase,
+    replies: memory::Replies,
     open: bool,
 }
 
@@ -92,6 +93,7 @@ impl Session {
             limits,
             now,
             phase,
+            replies: memory::Replies::new(),
             open: true,
         }
     }
@@ -102,7 +104,7 @@ impl Session {
             return;
         }
         let mut handler: fn(&Request<'_>) -> Response = handler;
-        let mut ctx = memory::context(&self.limits, self.now, &mut handler);
+        let mut ctx = memory::context(&self.limits, self.now, &mut handler, &mut self.replies);
         ctx.phase = self.phase;
         if self.conn.on_ready(&mut self.scratch, &mut ctx, read_closed) == Verdict::Close {
             self.open = false;
@@ -116,7 +118,7 @@ impl Session {
         }
         self.now = self.conn.deadline(&self.limits).max(self.now);
         let mut handler: fn(&Request<'_>) -> Response = handler;
-        let mut ctx = memory::context(&self.limits, self.now, &mut handler);
+        let mut ctx = memory::context(&self.limits, self.now, &mut handler, &mut self.replies);
         ctx.phase = self.phase;
         if self.conn.on_tick(&mut self.scratch, &mut ctx) == Some(Verdict::Close) {
             self.open = false;

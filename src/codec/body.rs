@@ -183,6 +183,16 @@ impl BodyDecoder {
 
     /// Consumes body bytes from the start of `input`.
     pub fn decode(&mut self, input: &[u8]) -> Result<Progress, ProtocolError> {
+        self.decode_into(input, None)
+    }
+
+    /// Like [`BodyDecoder::decode`], and appends the body's data (de-chunked: no sizes, no
+    /// extensions, no trailers) to `data`.
+    pub fn decode_into(
+        &mut self,
+        input: &[u8],
+        mut data: Option<&mut Vec<u8>>,
+    ) -> Result<Progress, ProtocolError> {
         let mut at = 0;
         while at < input.len() {
             match self.state {
@@ -190,6 +200,9 @@ impl BodyDecoder {
                 // Data runs are skipped in one step rather than byte by byte.
                 State::Fixed { remaining } | State::Data { remaining } => {
                     let take = remaining.min((input.len() - at) as u64);
+                    if let Some(data) = data.as_deref_mut() {
+                        data.extend_from_slice(&input[at..at + take as usize]);
+                    }
                     at += take as usize;
                     let left = remaining - take;
                     self.state = match self.state {
@@ -375,6 +388,30 @@ mod tests {
 
     fn chunked(input: &[u8]) -> Result<(usize, bool), ProtocolError> {
         decode(BodyFraming::Chunked, 1024, input)
+    }
+
+    #[test]
+    fn data_comes_out_de_chunked_however_the_input_is_split() {
+        let input = b"5;a=b\r\nhello\r\n1\r\n \r\n6\r\nworld!\r\n0\r\nT: x\r\n\r\nGET";
+        for step in [1, 2, 3, 7, input.len()] {
+            let mut decoder = BodyDecoder::new(BodyFraming::Chunked, 100)
+                .unwrap()
+                .unwrap();
+            let mut data = Vec::new();
+            let mut at = 0;
+            while at < input.len() {
+                let end = (at + step).min(input.len());
+                let progress = decoder
+                    .decode_into(&input[at..end], Some(&mut data))
+                    .unwrap();
+                at += progress.consumed;
+                if progress.done {
+                    break;
+                }
+            }
+            assert_eq!(data, b"hello world!", "in steps of {step}");
+            assert_eq!(&input[at..], b"GET", "in steps of {step}");
+        }
     }
 
     #[test]

@@ -47,7 +47,12 @@ pub struct Request<'a> {
     /// Whether the client allows the connection to stay open after this request
     /// (RFC 9112 §9.3: 1.1 defaults to persistent, 1.0 only with `Connection: keep-alive`).
     pub keep_alive: bool,
-    pub body: BodyFraming,
+    /// How the body is delimited on the wire.
+    pub framing: BodyFraming,
+    /// The body, de-chunked, trailers dropped; empty when there is none. The parser leaves it
+    /// empty: the connection fills it in once the whole body has arrived, before the handler is
+    /// called.
+    pub body: &'a [u8],
     /// `Expect: 100-continue` on an HTTP/1.1 request (never honoured for 1.0, RFC 9110 §10.1.1).
     pub expect_continue: bool,
 }
@@ -128,7 +133,8 @@ pub fn parse<'a>(buf: &'a [u8], slots: &'a mut HeaderSlots<'a>, limits: &HeadLim
                             version: fields.version,
                             headers,
                             keep_alive: fields.keep_alive,
-                            body: fields.body,
+                            framing: fields.body,
+                            body: &[],
                             expect_continue: fields.expect_continue,
                         },
                         head_len,
@@ -546,7 +552,7 @@ mod tests {
                 assert!(head_len <= buf.len());
                 Out::Complete {
                     path: request.path.to_string(),
-                    body: request.body,
+                    body: request.framing,
                 }
             }
             Parse::Partial => Out::Partial,

@@ -30,7 +30,7 @@ fn outcome(bytes: &[u8]) -> Outcome {
         Parse::Complete { request, head_len } => Outcome::Complete {
             head_len,
             keep_alive: request.keep_alive,
-            body: request.body,
+            body: request.framing,
         },
         Parse::Partial => Outcome::Partial,
         Parse::Error(e) => Outcome::Error(e.status()),
@@ -50,7 +50,7 @@ fn complete_request_fields() {
     assert_eq!(request.version, Version::Http11);
     assert_eq!(request.header("host"), Some(&b"example"[..]));
     assert!(request.keep_alive);
-    assert_eq!(request.body, BodyFraming::None);
+    assert_eq!(request.framing, BodyFraming::None);
 }
 
 #[test]

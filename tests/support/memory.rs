@@ -14,7 +14,10 @@ use std::io::{self, Write};
 use std::time::Instant;
 
 use lameduck::config::Config;
+use std::sync::Arc;
+
 use lameduck::conn::{Context, Limits, Phase, Transport};
+use lameduck::handler::Inbox;
 
 /// A fixed `Date` header value, so outputs can be compared byte for byte.
 pub const DATE: &[u8] = b"Thu, 01 Jan 1970 00:00:00 GMT";
@@ -117,9 +120,35 @@ pub fn limits() -> Limits {
     Limits::from(&Config::default())
 }
 
+/// The loop's side of replies answered later, for an in-memory connection: an inbox (woken
+/// through a real `mio::Waker` of a poll nobody polls; the test takes replies itself) and the
+/// serial counter.
+pub struct Replies {
+    pub inbox: Arc<Inbox>,
+    pub serial: u64,
+    _poll: mio::Poll,
+}
+
+impl Replies {
+    pub fn new() -> Replies {
+        let poll = mio::Poll::new().expect("poll");
+        let waker = mio::Waker::new(poll.registry(), mio::Token(0)).expect("waker");
+        Replies {
+            inbox: Inbox::new(waker),
+            serial: 0,
+            _poll: poll,
+        }
+    }
+}
+
 /// What one turn of a serving (not draining, ready, keep-alive) server tells a connection, with
-/// the fixed [`DATE`].
-pub fn context<'a, H>(limits: &'a Limits, now: Instant, handler: &'a mut H) -> Context<'a, H> {
+/// the fixed [`DATE`]. The connection is slab index 0.
+pub fn context<'a, H>(
+    limits: &'a Limits,
+    now: Instant,
+    handler: &'a mut H,
+    replies: &'a mut Replies,
+) -> Context<'a, H> {
     Context {
         now,
         date: DATE,
@@ -127,5 +156,9 @@ pub fn context<'a, H>(limits: &'a Limits, now: Instant, handler: &'a mut H) -> C
         budget_full: false,
         limits,
         handler,
+        inbox: &replies.inbox,
+        serial: &mut replies.serial,
+        pending_room: true,
+        index: 0,
     }
 }
