@@ -414,3 +414,56 @@ fn a_request_after_a_stray_crlf_is_answered() {
         assert!(!response.closes(), "{}", response.head);
     }
 }
+
+/// A handler's `Response` keeps HTTP's rules on the wire (RFC 9110 §6.4.1, §8.6): a 204 and a
+/// 304 given a body go out with neither content nor `Content-Length`, a header set twice goes out
+/// once, and the pipelined request behind them is still read as a request, not as leftover body.
+///
+/// No route of the binary answers 204 or 304, so this runs a handler of its own through the real
+/// connection state machine, over the in-memory transport of tests/support/memory.rs.
+#[test]
+fn no_content_statuses_keep_a_pipelined_connection_in_step() {
+    use lameduck::codec::{Request, Response};
+    use lameduck::conn::{Connection, Scratch, Verdict};
+    use std::time::Instant;
+    use support::memory::{self, Memory};
+
+    fn handler(request: &Request<'_>) -> Response {
+        match request.path {
+            "/204" => Response::text(204, "a body the client must not see"),
+            "/304" => Response::text(304, "stale").with_header("ETag", "\"v1\""),
+            _ => Response::text(200, "next")
+                .with_header("Cache-Control", "no-cache")
+                .with_header("cache-control", "no-store"),
+        }
+    }
+    let limits = memory::limits();
+    let mut scratch = Scratch::new(64 * 1024);
+    let mut conn = Connection::new(Memory::new(usize::MAX), Instant::now());
+    conn.stream_mut().arrive(
+        b"GET /204 HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /304 HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /304 HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET / HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let mut handler: fn(&Request<'_>) -> Response = handler;
+    let mut ctx = memory::context(&limits, Instant::now(), &mut handler);
+    assert_eq!(conn.on_ready(&mut scratch, &mut ctx, false), Verdict::Open);
+
+    let date = std::str::from_utf8(memory::DATE).unwrap();
+    let not_modified = format!("HTTP/1.1 304 Not Modified\r\nDate: {date}\r\nETag: \"v1\"\r\n\r\n");
+    let expected = [
+        format!("HTTP/1.1 204 No Content\r\nDate: {date}\r\n\r\n"),
+        not_modified.clone(),
+        not_modified,
+        format!(
+            "HTTP/1.1 200 OK\r\nDate: {date}\r\nContent-Length: 4\r\n\
+             Content-Type: text/plain; charset=utf-8\r\ncache-control: no-store\r\n\r\nnext"
+        ),
+    ]
+    .concat();
+    assert_eq!(
+        String::from_utf8_lossy(&conn.stream_mut().written),
+        expected
+    );
+}

@@ -10,10 +10,10 @@
 //!   spurious), then the same EOF.
 //!
 //! Checked: no panic; nothing is written after the write side is shut down; the output is a
-//! sequence of complete responses (status line, `Content-Length`, body of that length, 1xx
-//! without body) with documented statuses, and nothing follows a `Connection: close` response;
-//! and the replay's output is byte for byte the reference's: how a client's bytes are split into
-//! reads, and how fast it reads its responses, must never change what it is told.
+//! sequence of complete responses (status line, `Content-Length`, body of that length; 1xx, 204
+//! and 304 with neither) with documented statuses, and nothing follows a `Connection: close`
+//! response; and the replay's output is byte for byte the reference's: how a client's bytes are
+//! split into reads, and how fast it reads its responses, must never change what it is told.
 //!
 //! A third play, when the input asks for it, fires the header timeout at a fuzzer-chosen turn and
 //! checks only that the output stays well-formed.
@@ -44,8 +44,12 @@ use memory::Memory;
 /// A switch so that a bug found here can be fenced off while it is fixed, without losing the rest.
 const EOF_UNDER_BACKPRESSURE: bool = true;
 
-/// Statuses the server may send with this target's handler.
-const STATUSES: &[u16] = &[100, 200, 405, 400, 408, 413, 414, 417, 431, 501, 505];
+/// Statuses the server may send with this target's handler, and the ones whose framing differs
+/// (204, 205, 304: no content), so that [`check_well_formed`] stays right for a handler that
+/// answers them.
+const STATUSES: &[u16] = &[
+    100, 200, 204, 205, 304, 405, 400, 408, 413, 414, 417, 431, 501, 505,
+];
 
 /// A tiny deterministic generator for the cutting, seeded by the input.
 struct Cuts(u64);
@@ -190,13 +194,30 @@ fn check_well_formed(out: &[u8]) {
                 .map(|h| h.value)
         };
         at += head_len;
+        let length: Option<usize> = header("content-length").map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("status {status}: bad Content-Length {v:?}"))
+        });
         if status < 200 {
+            assert_eq!(length, None, "interim {status} with Content-Length");
             continue;
         }
-        let length: usize = header("content-length")
-            .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-            .unwrap_or_else(|| panic!("status {status} without Content-Length"));
         assert!(header("date").is_some(), "status {status} without Date");
+        // RFC 9110 §6.4.1, §8.6, §15.3.6: a 204 or 304 ends at its head, without a length; a 205
+        // announces 0. Content after a 204 or 304 fails to parse as the next response above.
+        let length = match status {
+            204 | 304 => {
+                assert_eq!(length, None, "status {status} with Content-Length");
+                0
+            }
+            205 => {
+                assert_eq!(length, Some(0), "205 with content");
+                0
+            }
+            _ => length.unwrap_or_else(|| panic!("status {status} without Content-Length")),
+        };
         assert!(at + length <= out.len(), "truncated body");
         at += length;
         let closes = header("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
@@ -256,9 +277,7 @@ fuzz_target!(|data: &[u8]| {
     if phase != Phase::Serving && !expected.is_empty() {
         // Nothing may follow a `Connection: close` response, so this is the one final answer.
         assert!(
-            expected
-                .windows(19)
-                .any(|w| w == b"Connection: close\r\n"),
+            expected.windows(19).any(|w| w == b"Connection: close\r\n"),
             "a response written after SIGTERM without Connection: close"
         );
     }

@@ -4,7 +4,7 @@
 //!
 //! - [`request`]: request-head parsing (httparse plus the RFC 9112 framing rules);
 //! - [`body`]: consuming `Content-Length` and chunked bodies;
-//! - [`response`]: the [`Response`] type and its encoding;
+//! - [`response`]: the [`Response`] type, the HTTP rules it keeps, and its encoding;
 //! - [`encoder`]: the reusable output buffer, with constant responses encoded once a second;
 //! - [`date`]: the cached `Date` header;
 //! - [`error`]: protocol errors and their status codes.
@@ -21,7 +21,7 @@ pub use date::DateCache;
 pub use encoder::Encoder;
 pub use error::ProtocolError;
 pub use request::{BodyFraming, HeadLimits, Parse, Request, Version, header_slots, parse};
-pub use response::{Persistence, Response, encode};
+pub use response::{Header, InvalidHeader, Persistence, Response, encode};
 
 #[cfg(test)]
 mod tests;

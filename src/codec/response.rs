@@ -1,32 +1,71 @@
-//! Responses: the type a handler returns, and its encoding onto the wire.
+//! Responses: the type a handler returns, the rules it keeps, and its encoding onto the wire.
 //!
 //! Encoding appends to a caller-owned `Vec<u8>` so one buffer serves every response the event loop
 //! writes; a static body is borrowed, not copied into a fresh allocation per request.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use super::request::Version;
 
 /// A header line: a static name and a value that is borrowed when it is static.
 pub type Header = (&'static str, Cow<'static, str>);
 
-/// A response as a handler builds it. The server adds `Date`, `Content-Length` and `Connection`.
+/// A response as a handler builds it: a status, header lines and a body. The server adds `Date`,
+/// `Content-Length` and `Connection` when it encodes it.
 ///
+/// HTTP's rules hold from the moment a `Response` exists, so no handler can put on the wire what
+/// HTTP forbids, and the encoder can copy what it is given without checking it again:
+///
+/// - **The status has three digits** (RFC 9110 §15). A constructor panics on any other number, as
+///   Go's `ResponseWriter.WriteHeader` does: a status is the program's constant, and a malformed
+///   status line would only fail later, in the client.
+/// - **1xx, 204, 205 and 304 carry no content** (RFC 9110 §6.4.1, §15.3.6). A body given with
+///   one of these statuses is dropped, not refused: a handler that built a body and then found
+///   the client's copy still fresh (304) has made no mistake worth a panic, and the client must
+///   not see the bytes either way (Go's net/http does the same for 1xx, 204 and 304, in
+///   `bodyAllowedForStatus`). 1xx, 204 and 304 have no `Content-Length` either (§8.6; for 304
+///   it is optional, and leaving it out is never wrong); a 205 says `Content-Length: 0`, so that
+///   its client knows where it ends.
+///   (1xx statuses are interim, §15.2: the server sends `100 Continue` itself, and a handler that
+///   answers 1xx leaves its client waiting for a final response, so it has no reason to.)
+/// - **One line per header name.** Setting a header replaces one of the same name, compared
+///   without regard to ASCII case (RFC 9110 §5.1), so `Response::text(..).with_header
+///   ("Content-Type", "application/json")` replaces `text/plain` instead of sending both.
+/// - **The server's own headers are refused**: `Content-Length`, `Transfer-Encoding`,
+///   `Connection` and `Date` (see [`InvalidHeader::Reserved`] for why each).
+/// - **A name is a token, and a value holds no control character but tab**: CR or LF would end
+///   the line and let the value write headers (or a body) of its own choosing, response
+///   splitting; NUL ends a string in C code downstream; RFC 9110 §5.5 allows none of them.
+///
+/// The fields are private so that none of this can be bypassed; read them with
+/// [`status`](Response::status), [`headers`](Response::headers) and [`body`](Response::body).
 /// Headers and body are `Cow`s so that a response built from constants (the common case for a
 /// probe or hello-world handler) borrows them: answering a request allocates nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Response {
-    pub status: u16,
-    pub headers: Cow<'static, [Header]>,
-    pub body: Cow<'static, [u8]>,
+    status: u16,
+    headers: Cow<'static, [Header]>,
+    body: Cow<'static, [u8]>,
 }
 
-/// The header every text response carries.
+/// The header every text response with content carries.
 const TEXT_PLAIN: &[Header] = &[("Content-Type", Cow::Borrowed("text/plain; charset=utf-8"))];
 
 impl Response {
     /// A `text/plain` response.
+    ///
+    /// For 1xx, 204, 205 and 304 this is [`Response::empty`]: the body is dropped and no
+    /// `Content-Type` is set, which would describe content there is not (and a 304's headers
+    /// update the client's cached copy, RFC 9111 §4.3.4, whose type is not `text/plain`).
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not a three-digit number (100 to 999).
     pub fn text(status: u16, body: impl Into<Cow<'static, str>>) -> Self {
+        if !has_content(three_digits(status)) {
+            return Response::empty(status);
+        }
         let body = match body.into() {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
             Cow::Owned(s) => Cow::Owned(s.into_bytes()),
@@ -38,11 +77,183 @@ impl Response {
         }
     }
 
-    /// Adds a header line (this copies the header list into an owned `Vec`).
-    pub fn with_header(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
-        self.headers.to_mut().push((name, value.into()));
-        self
+    /// A response with no headers and no body: a 204, a 304, or a redirect once a `Location`
+    /// is added.
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not a three-digit number (100 to 999).
+    pub fn empty(status: u16) -> Self {
+        Response {
+            status: three_digits(status),
+            headers: Cow::Borrowed(&[]),
+            body: Cow::Borrowed(&[]),
+        }
     }
+
+    /// Sets a header from constants, replacing one of the same name (this copies the header list
+    /// into an owned `Vec`).
+    ///
+    /// For a value that comes from outside the program (a request, a file, a database), use
+    /// [`try_header`](Response::try_header): this one is for values the program spells out.
+    ///
+    /// # Panics
+    ///
+    /// Where `try_header` returns an error: a name that is not a token, a name the server writes
+    /// itself, a value with a control character. As with `http::HeaderName::from_static`, such a
+    /// header is a bug in the program, best found the first time the line runs.
+    pub fn with_header(self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
+        match self.try_header(name, value) {
+            Ok(response) => response,
+            Err(e) => panic!("Response::with_header: {e}"),
+        }
+    }
+
+    /// Sets a header, replacing one of the same name, or says why it cannot be sent. The response
+    /// is consumed either way: on an error, answer with something else (a 400 or a 500, as the
+    /// value's source deserves).
+    pub fn try_header(
+        mut self,
+        name: &'static str,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Result<Self, InvalidHeader> {
+        let value = value.into();
+        check_header(name, &value)?;
+        let headers = self.headers.to_mut();
+        match headers
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(line) => *line = (name, value),
+            None => headers.push((name, value)),
+        }
+        Ok(self)
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The header lines the handler set, in order, at most one per name.
+    pub fn headers(&self) -> &[Header] {
+        &self.headers
+    }
+
+    /// The body: what a GET gets, and whose length a HEAD is told. Always empty for 1xx, 204,
+    /// 205 and 304.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The headers and body of a response built only from constants (borrowed `'static` data,
+    /// which can never change), or `None` when any part is owned. The encoder keys its cache on
+    /// them.
+    pub(super) fn constant_parts(&self) -> Option<(&'static [Header], &'static [u8])> {
+        match (&self.headers, &self.body) {
+            (Cow::Borrowed(headers), Cow::Borrowed(body)) => Some((headers, body)),
+            _ => None,
+        }
+    }
+}
+
+/// Why a header cannot be set. Each variant names the header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidHeader {
+    /// The name is not a token (RFC 9110 §5.1, §5.6.2): empty, or with a space, a colon, a
+    /// control character or another delimiter. It would not parse as a header line, or would
+    /// parse as a different one.
+    Name(&'static str),
+    /// The name is one the server writes itself, each for a reason:
+    ///
+    /// - `Content-Length`: the server computes it from the body (and leaves it out where HTTP
+    ///   says so); a second, different length is the shape request smuggling rides on, which
+    ///   RFC 9112 §6.3 tells a recipient to treat as an unrecoverable error.
+    /// - `Transfer-Encoding`: the server frames every body by its length. A client that saw
+    ///   `chunked` would ignore the length (RFC 9112 §6.3) and read the body as chunks: the
+    ///   connection's framing would be lost.
+    /// - `Connection`: persistence is decided when the response is written (after SIGTERM every
+    ///   response closes its connection); a handler's `keep-alive` would contradict the
+    ///   server's `close`, and a client that believed it would send its next request into a
+    ///   closed socket.
+    /// - `Date`: the server writes one on every response (RFC 9110 §6.6.1) from its once-a-second
+    ///   cache; a second `Date` makes the field invalid.
+    Reserved(&'static str),
+    /// The value of this header has a control character other than tab: CR, LF, NUL, or one of
+    /// the others RFC 9110 §5.5 leaves out of a field value.
+    Value(&'static str),
+}
+
+impl fmt::Display for InvalidHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidHeader::Name(name) => write!(f, "header name {name:?} is not a token"),
+            InvalidHeader::Reserved(name) => {
+                write!(
+                    f,
+                    "header {name} is the server's to write, not the handler's"
+                )
+            }
+            InvalidHeader::Value(name) => {
+                write!(
+                    f,
+                    "the value of header {name} has a control character (CR, LF, NUL…)"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidHeader {}
+
+/// The headers the server writes itself; [`InvalidHeader::Reserved`] says why each.
+const RESERVED: &[&str] = &["Content-Length", "Transfer-Encoding", "Connection", "Date"];
+
+/// The header rules of [`Response`], in the order a reader would check them.
+fn check_header(name: &'static str, value: &str) -> Result<(), InvalidHeader> {
+    if name.is_empty() || !name.bytes().all(is_tchar) {
+        return Err(InvalidHeader::Name(name));
+    }
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(InvalidHeader::Reserved(name));
+    }
+    if !value.bytes().all(is_field_byte) {
+        return Err(InvalidHeader::Value(name));
+    }
+    Ok(())
+}
+
+/// RFC 9110 §5.6.2 `tchar`: the characters of a token, which a field name is.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// RFC 9110 §5.5: a field value is visible characters, space, tab and (as `obs-text`) bytes
+/// above 0x7F, here the UTF-8 of a `str`. Every other control character is out.
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b >= b' ' && b != 0x7f)
+}
+
+/// `status`, if it has the three digits of a status code (RFC 9110 §15).
+fn three_digits(status: u16) -> u16 {
+    assert!(
+        (100..=999).contains(&status),
+        "Response: status {status} is not a three-digit code"
+    );
+    status
+}
+
+/// Whether a response with this status may carry content (RFC 9110 §6.4.1, §15.3.6): every one
+/// but the interim 1xx, 204 No Content, 205 Reset Content and 304 Not Modified.
+fn has_content(status: u16) -> bool {
+    !matches!(status, 100..=199 | 204 | 205 | 304)
+}
+
+/// Whether a response with this status announces its `Content-Length` (RFC 9110 §8.6): every
+/// one but 1xx, 204 and 304. A 205 has no content but still says `0`: without a length its client
+/// would read until the connection closes (RFC 9112 §6.3).
+fn has_length(status: u16) -> bool {
+    !matches!(status, 100..=199 | 204 | 304)
 }
 
 /// What the `Connection` header of an encoded response must say.
@@ -59,7 +270,8 @@ pub enum Persistence {
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// Appends `response` to `out`. For a HEAD request (`head_only`) the body is left out but its
-/// `Content-Length` is still announced (RFC 9110 §9.3.2). `date` is the cached `Date` value.
+/// `Content-Length` is still announced (RFC 9110 §9.3.2); a 1xx, 204 or 304 has neither (its
+/// body is already empty, see [`Response`]). `date` is the cached `Date` value.
 pub fn encode(
     out: &mut Vec<u8>,
     response: &Response,
@@ -73,8 +285,10 @@ pub fn encode(
     out.extend_from_slice(reason(response.status).as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\nContent-Length: ");
-    push_decimal(out, response.body.len() as u64);
+    if has_length(response.status) {
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        push_decimal(out, response.body.len() as u64);
+    }
     for (name, value) in response.headers.iter() {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(name.as_bytes());
@@ -109,29 +323,56 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
-/// The reason phrase for a status code (RFC 9110 §15).
+/// The reason phrase for a status code: those of RFC 9110 §15, with 103 (RFC 8297) and 429
+/// (RFC 6585). Clients ignore the phrase (RFC 9112 §4), so any other code gets a placeholder.
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        101 => "Switching Protocols",
+        103 => "Early Hints",
         200 => "OK",
         201 => "Created",
+        202 => "Accepted",
+        203 => "Non-Authoritative Information",
         204 => "No Content",
+        205 => "Reset Content",
+        206 => "Partial Content",
+        300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Found",
+        303 => "See Other",
         304 => "Not Modified",
+        305 => "Use Proxy",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         401 => "Unauthorized",
+        402 => "Payment Required",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
         413 => "Content Too Large",
         414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
         417 => "Expectation Failed",
+        421 => "Misdirected Request",
+        422 => "Unprocessable Content",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }

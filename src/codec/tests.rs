@@ -2,7 +2,7 @@
 //! of httparse's own tests.
 
 use super::request::{BodyFraming, HeadLimits, Parse, Version, header_slots, parse};
-use super::response::{Persistence, Response, encode};
+use super::response::{InvalidHeader, Persistence, Response, encode};
 use super::{BodyDecoder, ProtocolError};
 
 const LIMITS: HeadLimits = HeadLimits {
@@ -329,4 +329,215 @@ fn encoding_appends_to_a_reused_buffer() {
             .unwrap()
             .starts_with("HTTP/1.1 404 Not Found\r\n")
     );
+}
+
+const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+
+/// `response` as the wire sees it, keep-alive on HTTP/1.1.
+fn wire(response: &Response, head_only: bool) -> String {
+    let mut out = Vec::new();
+    let keep = Persistence::KeepAlive(Version::Http11);
+    encode(&mut out, response, head_only, keep, DATE);
+    String::from_utf8(out).unwrap()
+}
+
+/// The values of the header lines named `name` (any case) in an encoded response.
+fn values<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
+    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    head.split("\r\n")
+        .filter_map(|line| line.split_once(": "))
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// Every header rule of `Response`, one named case each: what `try_header` accepts, and the
+/// error that names the problem for what it refuses.
+#[test]
+fn header_rules() {
+    use InvalidHeader::{Name, Reserved, Value};
+    // The variant a refused header gets; it names the header.
+    type Refusal = fn(&'static str) -> InvalidHeader;
+    type Case = (&'static str, &'static str, &'static str, Option<Refusal>);
+    let cases: &[Case] = &[
+        ("plain", "X-Trace", "abc-123", None),
+        ("space_and_tab_inside", "X-A", "a b\tc", None),
+        ("empty_value", "X-A", "", None),
+        ("utf8_is_obs_text", "X-A", "café", None),
+        ("every_tchar", "!#$%&'*+-.^_`|~09AZaz", "v", None),
+        ("cr", "X-A", "a\rb", Some(Value)),
+        ("lf", "X-A", "a\nb", Some(Value)),
+        ("splitting", "X-A", "a\r\nSet-Cookie: s=1", Some(Value)),
+        ("nul", "X-A", "a\0b", Some(Value)),
+        ("other_control", "X-A", "a\x1bb", Some(Value)),
+        ("del", "X-A", "a\x7f", Some(Value)),
+        ("empty_name", "", "v", Some(Name)),
+        ("space_in_name", "X A", "v", Some(Name)),
+        ("colon_in_name", "X-A:", "v", Some(Name)),
+        ("crlf_in_name", "X-A\r\nX-B", "v", Some(Name)),
+        ("non_ascii_name", "Ä", "v", Some(Name)),
+        ("content_length", "Content-Length", "5", Some(Reserved)),
+        ("any_case", "content-LENGTH", "5", Some(Reserved)),
+        ("chunked", "Transfer-Encoding", "chunked", Some(Reserved)),
+        ("connection", "Connection", "keep-alive", Some(Reserved)),
+        ("date", "date", "Sun, 06 Nov 1994", Some(Reserved)),
+        ("reserved_before_value", "Date", "\r\n", Some(Reserved)),
+    ];
+    for &(case, name, value, refusal) in cases {
+        let got = Response::text(200, "x").try_header(name, value);
+        match (got, refusal) {
+            (Ok(response), None) => {
+                let line = format!("\r\n{name}: {value}\r\n");
+                assert!(wire(&response, false).contains(&line), "{case}");
+            }
+            (Err(e), Some(refusal)) => assert_eq!(e, refusal(name), "{case}"),
+            (got, _) => panic!("{case}: {got:?}"),
+        }
+    }
+}
+
+/// `with_header` is for constants: a bad one is a bug in the program, found when the line runs.
+#[test]
+#[should_panic(expected = "header Connection is the server's to write")]
+fn with_header_panics_on_a_reserved_name() {
+    let _ = Response::text(200, "x").with_header("Connection", "keep-alive");
+}
+
+#[test]
+#[should_panic(expected = "the value of header X-A has a control character")]
+fn with_header_panics_on_a_control_character() {
+    let _ = Response::text(200, "x").with_header("X-A", String::from("a\r\nX-Evil: 1"));
+}
+
+/// A header set twice is one line: the last value, at the first one's place, whatever the case
+/// of the name. This is how a handler changes `text`'s `Content-Type`.
+#[test]
+fn setting_a_header_again_replaces_it() {
+    let json = Response::text(200, "{}").with_header("content-type", "application/json");
+    assert_eq!(
+        values(&wire(&json, false), "Content-Type"),
+        ["application/json"]
+    );
+    let twice = Response::empty(200)
+        .with_header("X-A", "1")
+        .with_header("X-B", "2")
+        .with_header("x-a", "3");
+    let names_values: Vec<(&str, &str)> = twice
+        .headers()
+        .iter()
+        .map(|(n, v)| (*n, v.as_ref()))
+        .collect();
+    assert_eq!(names_values, [("x-a", "3"), ("X-B", "2")]);
+}
+
+/// A response built from constants stays borrowed: answering with it allocates nothing, and the
+/// encoder can keep its bytes for the second.
+#[test]
+fn a_constant_text_response_borrows_everything() {
+    let hello = Response::text(200, "Hello, World!");
+    assert!(hello.constant_parts().is_some());
+    assert!(Response::empty(204).constant_parts().is_some());
+    assert!(
+        Response::text(200, String::from("x"))
+            .constant_parts()
+            .is_none()
+    );
+}
+
+/// What each status puts on the wire for a body the handler gave, as GET and as HEAD: no content
+/// and no length for 1xx, 204 and 304 (RFC 9110 §6.4.1, §8.6); no content but `Content-Length:
+/// 0` for 205 (§15.3.6); the length always, and the content unless HEAD, for the others.
+#[test]
+fn status_decides_content_and_length() {
+    // (status, Content-Length a GET and a HEAD announce, whether a GET carries the body)
+    let cases: &[(u16, Option<&str>, bool)] = &[
+        (100, None, false),
+        (101, None, false),
+        (103, None, false),
+        (199, None, false),
+        (200, Some("4"), true),
+        (204, None, false),
+        (205, Some("0"), false),
+        (206, Some("4"), true),
+        (304, None, false),
+        (404, Some("4"), true),
+        (503, Some("4"), true),
+    ];
+    for &(status, length, content) in cases {
+        for response in [
+            Response::text(status, "body"),
+            Response::text(status, String::from("body")),
+        ] {
+            for head_only in [false, true] {
+                let text = wire(&response, head_only);
+                let (head, rest) = text.split_once("\r\n\r\n").unwrap();
+                let announced = values(&text, "Content-Length");
+                assert_eq!(
+                    announced,
+                    Vec::from_iter(length),
+                    "{status} {head_only}: {text:?}"
+                );
+                let sent = if content && !head_only { "body" } else { "" };
+                assert_eq!(rest, sent, "{status} head_only={head_only}");
+                // No content means no Content-Type describing it.
+                assert_eq!(
+                    values(head, "Content-Type").len(),
+                    content as usize,
+                    "{status}"
+                );
+            }
+        }
+    }
+}
+
+/// 304's headers update the client's cached copy (RFC 9111 §4.3.4), so what a handler adds is
+/// sent as given, and nothing about a body that is not there.
+#[test]
+fn not_modified_carries_only_its_validators() {
+    let response = Response::text(304, "stale body").with_header("ETag", "\"v2\"");
+    assert_eq!(response.body(), b"");
+    assert_eq!(
+        wire(&response, false),
+        "HTTP/1.1 304 Not Modified\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\
+         ETag: \"v2\"\r\n\r\n"
+    );
+}
+
+/// A status line carries three digits (RFC 9110 §15); any other number is refused where the
+/// response is built, not discovered by the client.
+#[test]
+fn a_status_is_three_digits() {
+    for status in [100, 999] {
+        assert_eq!(Response::empty(status).status(), status);
+    }
+    for status in [0, 99, 1000, u16::MAX] {
+        let text = std::panic::catch_unwind(|| Response::text(status, "x"));
+        let empty = std::panic::catch_unwind(|| Response::empty(status));
+        assert!(text.is_err() && empty.is_err(), "{status} accepted");
+    }
+}
+
+/// Reason phrases from RFC 9110 §15 (and RFC 6585 for 429), the no-content statuses among them;
+/// a code without one gets a placeholder, which clients ignore (RFC 9112 §4).
+#[test]
+fn reason_phrases() {
+    let cases = [
+        (100, "Continue"),
+        (200, "OK"),
+        (204, "No Content"),
+        (205, "Reset Content"),
+        (304, "Not Modified"),
+        (405, "Method Not Allowed"),
+        (413, "Content Too Large"),
+        (429, "Too Many Requests"),
+        (503, "Service Unavailable"),
+        (599, "Unknown"),
+    ];
+    for (status, phrase) in cases {
+        let line = format!("HTTP/1.1 {status} {phrase}\r\n");
+        assert!(
+            wire(&Response::empty(status), false).starts_with(&line),
+            "{status}"
+        );
+    }
 }
