@@ -447,7 +447,8 @@ fn no_content_statuses_keep_a_pipelined_connection_in_step() {
           GET / HTTP/1.1\r\nHost: t\r\n\r\n",
     );
     let mut handler: fn(&Request<'_>) -> Response = handler;
-    let mut ctx = memory::context(&limits, Instant::now(), &mut handler);
+    let mut replies = memory::Replies::new();
+    let mut ctx = memory::context(&limits, Instant::now(), &mut handler, &mut replies);
     assert_eq!(conn.on_ready(&mut scratch, &mut ctx, false), Verdict::Open);
 
     let date = std::str::from_utf8(memory::DATE).unwrap();
