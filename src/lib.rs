@@ -16,6 +16,7 @@
 //! - [`handler`]: the [`Handler`] trait, and the [`Reply`] that answers a request later.
 //! - [`codec`]: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
 //! - [`routes`]: the default handler (`/` → `Hello, World!`).
+//! - [`pool`]: a fixed pool of worker threads that runs blocking handlers off the loop.
 //! - [`live`]: the liveness file and the `live` check.
 //! - [`signals`]: SIGTERM/SIGINT as a pollable source.
 //! - [`log`]: logfmt phase-change lines on stderr.
@@ -48,6 +49,7 @@ pub mod conn;
 pub mod handler;
 pub mod live;
 pub mod log;
+pub mod pool;
 pub mod routes;
 pub mod server;
 pub mod signals;
@@ -57,4 +59,5 @@ mod upgrade;
 pub use codec::{Request, Response};
 pub use config::{Command, Config, LiveConfig};
 pub use handler::{Call, Handler, Reply};
+pub use pool::{Pool, PoolHandler};
 pub use server::{Outcome, Server};
