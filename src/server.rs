@@ -424,7 +424,7 @@ impl Server {
             self.accept(rt);
         }
         if self.upgrade.as_ref().is_some_and(|u| now >= u.deadline) {
-            self.upgrade_failed("it did not report ready within --upgrade-timeout");
+            self.on_upgrade_report(rt);
         }
         if let Phase::Announce { until } = rt.phase {
             if now >= until {
@@ -710,8 +710,8 @@ impl Server {
             rt.now,
         )
         .and_then(|mut upgrade| {
-            (self.poll.registry())
-                .register(upgrade.source(), UPGRADE, Interest::READABLE)
+            upgrade
+                .register(self.poll.registry(), UPGRADE)
                 .map(|()| upgrade)
         });
         match started {
@@ -745,7 +745,7 @@ impl Server {
         let Some(upgrade) = &mut self.upgrade else {
             return;
         };
-        match upgrade.poll() {
+        match upgrade.poll(rt.now) {
             Report::Pending => {}
             Report::Failed(why) => {
                 self.upgrade = None;

@@ -196,3 +196,14 @@ fn int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<li
     ))?;
     Ok(value)
 }
+
+/// A descriptor that becomes readable when process `pid` (our child) exits: `pidfd_open(2)`,
+/// Linux 5.3 and later. It lets the event loop wait for a child's exit like for any other event.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: pidfd_open(2) takes a pid and flags, no pointers.
+    let fd = syscall!(syscall(libc::SYS_pidfd_open, pid, 0))?;
+    // SAFETY: a successful pidfd_open returns a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}

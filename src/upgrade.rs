@@ -37,10 +37,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+
 use crate::sys;
 
 /// The environment variable of the hand-over: `PARENT_PID:LISTENER_FD:READY_FD`.
 pub const ENV: &str = "LAMEDUCK_UPGRADE";
+
+/// How long a child that closed its report channel gets to exit before it is killed.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// What the child writes once its loop runs.
 const READY: &[u8] = b"ready\n";
@@ -78,8 +83,13 @@ pub struct Upgrade {
     process: Child,
     /// Our end of the socket pair the child reports on.
     report: mio::net::UnixStream,
+    /// A descriptor that becomes readable when the child exits (`pidfd_open(2)`), so that its
+    /// exit status is read as soon as there is one; `None` on kernels before 5.3.
+    exit: Option<OwnedFd>,
     /// Bytes of the report so far.
     received: Vec<u8>,
+    /// The child closed the report channel without saying "ready": it is exiting.
+    closed: bool,
     /// When the child is given up on.
     pub deadline: Instant,
 }
@@ -119,9 +129,11 @@ impl Upgrade {
         // Our copy of the child's end closes here, so the child's exit shows as EOF.
         drop(theirs);
         Ok(Upgrade {
+            exit: sys::pidfd_open(process.id()).ok(),
             process,
             report: mio::net::UnixStream::from_std(ours),
             received: Vec::new(),
+            closed: false,
             deadline: now + timeout,
         })
     }
@@ -130,17 +142,30 @@ impl Upgrade {
         self.process.id()
     }
 
-    /// The mio source that becomes readable when the child reports (or exits).
-    pub fn source(&mut self) -> &mut mio::net::UnixStream {
-        &mut self.report
+    /// Registers what becomes readable when the child reports or exits, under `token`.
+    pub fn register(&mut self, registry: &mio::Registry, token: mio::Token) -> io::Result<()> {
+        registry.register(&mut self.report, token, mio::Interest::READABLE)?;
+        if let Some(exit) = &self.exit {
+            let fd = exit.as_raw_fd();
+            registry.register(&mut SourceFd(&fd), token, mio::Interest::READABLE)?;
+        }
+        Ok(())
     }
 
-    /// Reads what the child reported; call on every readiness event of [`Upgrade::source`].
-    pub fn poll(&mut self) -> Report {
+    /// Reads what the child reported; call on every readiness event of its sources, and once
+    /// its deadline has passed.
+    pub fn poll(&mut self, now: Instant) -> Report {
         let mut buf = [0u8; 64];
         loop {
             match self.report.read(&mut buf) {
-                Ok(0) => return Report::Failed(self.reap("closed its report channel")),
+                Ok(0) if self.closed => break,
+                Ok(0) => {
+                    // The child is exiting (its descriptors close before it can be reaped):
+                    // wait for its exit status, a little.
+                    self.closed = true;
+                    self.deadline = self.deadline.min(now + EXIT_GRACE);
+                    break;
+                }
                 Ok(n) => {
                     self.received.extend_from_slice(&buf[..n]);
                     if self.received.starts_with(READY) {
@@ -150,10 +175,20 @@ impl Upgrade {
                         return Report::Failed(self.reap("reported nonsense"));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Report::Pending,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Report::Failed(self.reap(&format!("report failed: {e}"))),
             }
+        }
+        match self.process.try_wait() {
+            Ok(Some(status)) => Report::Failed(format!("it exited ({status})")),
+            _ if now >= self.deadline && self.closed => {
+                Report::Failed(self.reap("it closed its report channel but did not exit"))
+            }
+            _ if now >= self.deadline => {
+                Report::Failed(self.reap("it did not report ready within --upgrade-timeout"))
+            }
+            _ => Report::Pending,
         }
     }
 
