@@ -219,6 +219,12 @@ fn stop_then_start_restarts_refuse_connections() {
         server = binary.start(addr.port(), &["--shutdown-delay", "0"]);
     }
     let stats = load.stop();
+    println!(
+        "3 stop-then-start restarts: {} requests, {} failed ({} refused)",
+        stats.requests(),
+        stats.failed_total(),
+        stats.failed_of(Kind::Refused)
+    );
     assert!(
         stats.failed_of(Kind::Refused) > 0,
         "a stop-then-start restart refused no connection: the harness cannot see downtime"
