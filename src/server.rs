@@ -301,7 +301,7 @@ impl Server {
         if let Some(upgrade) = self.upgrade.take() {
             // Stopped while a new process was starting: it must not outlive us half-started.
             let what = upgrade.abandon("the server stopped");
-            log::event(
+            self.log_phase(
                 Level::Warn,
                 "child_failed",
                 &[("reason", what.as_str().into())],
@@ -695,12 +695,12 @@ impl Server {
             None
         };
         if let Some(reason) = refused {
-            log::event(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
+            self.log_phase(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
             return;
         }
         let (Some(exe), Some(listener)) = (&self.exe, &self.listener) else {
             let reason = "no path to start the binary from";
-            log::event(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
+            self.log_phase(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
             return;
         };
         let started = Upgrade::start(
@@ -716,7 +716,7 @@ impl Server {
         });
         match started {
             Ok(upgrade) => {
-                log::event(
+                self.log_phase(
                     Level::Info,
                     "upgrade_started",
                     &[
@@ -728,7 +728,7 @@ impl Server {
             }
             Err(e) => {
                 let reason = format!("cannot start {}: {e}", exe.display());
-                log::event(
+                self.log_phase(
                     Level::Warn,
                     "child_failed",
                     &[("reason", reason.as_str().into())],
@@ -749,7 +749,7 @@ impl Server {
             Report::Pending => {}
             Report::Failed(why) => {
                 self.upgrade = None;
-                log::event(
+                self.log_phase(
                     Level::Warn,
                     "child_failed",
                     &[("reason", why.as_str().into())],
@@ -763,7 +763,7 @@ impl Server {
                 self.upgrade = None;
                 rt.signal_at = Some(rt.now);
                 rt.stats.served_at_signal = rt.stats.served;
-                log::event(
+                self.log_phase(
                     Level::Info,
                     "child_ready",
                     &[("pid", u64::from(pid).into())],
@@ -783,7 +783,7 @@ impl Server {
     fn upgrade_failed(&mut self, why: &str) {
         if let Some(upgrade) = self.upgrade.take() {
             let what = upgrade.abandon(why);
-            log::event(
+            self.log_phase(
                 Level::Warn,
                 "child_failed",
                 &[("reason", what.as_str().into())],
