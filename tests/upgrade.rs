@@ -141,7 +141,8 @@ fn upgrade(server: &mut Lameduck, binary: &Binary, current: &mut Current) -> lib
     kill(old, libc::SIGUSR2);
     let started = server.wait_for_next("event=upgrade_started");
     let new = pid_of(&started);
-    server.wait_for(&format!("event=child_ready pid={new}"));
+    let ready = server.wait_for_next("event=child_ready");
+    assert_eq!(pid_of(&ready), new, "{ready}");
     current.0 = new;
     assert_eq!(
         exe_inode(new),
