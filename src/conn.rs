@@ -21,6 +21,14 @@
 //! - **One budget for all of it.** While the bytes held for all connections together are at
 //!   `--buffer-budget` ([`Context::budget_full`]), no connection starts a new request.
 //!
+//! # The request/response cycle
+//!
+//! A request goes to the handler once it is complete, body included (a body that arrived with
+//! its head is lent in place; one still arriving is collected in an `Upload`). The handler
+//! answers at once, or takes the reply and answers later from another thread: the connection
+//! then waits (`Awaiting`), reading nothing more, until the server hands it the answer
+//! ([`Connection::on_reply`]). Responses therefore leave in the order of their requests.
+//!
 //! In steady state `carry` and `unsent` are empty, which is why an idle connection costs about
 //! 160 bytes (measured with 10,000 open: 161 B each, `benches/compare.sh`), and why answering a
 //! request allocates nothing.
@@ -297,7 +305,7 @@ pub struct Connection<S = TcpStream> {
     /// No more input will ever be of use: the peer closed and everything before its FIN has
     /// been consumed (or can never form a request).
     peer_closed: bool,
-    /// That unfinished head is a HEAD request (for the 408's content).
+    /// The unfinished head in `carry` is a HEAD request (a 408 to it carries no content).
     partial_is_head: bool,
     /// A request is waiting for the server-wide budget; the server drives us again when it has
     /// room (no readiness event would).
