@@ -20,7 +20,10 @@
 //! - [`log`]: logfmt phase-change lines on stderr.
 //! - [`slab`]: the token-keyed connection table.
 //! - `sys` (private): the raw system calls: a listener with our own backlog, discarding
-//!   received bytes, the accept-queue length.
+//!   received bytes, the accept-queue length, the checks of an inherited socket.
+//! - `listener` (private): where the listening socket comes from: bound, or inherited from
+//!   systemd (socket activation).
+//! - `notify` (private): readiness and shutdown reports to systemd (`NOTIFY_SOCKET`).
 //!
 //! # Running the loop with your own handler
 //!
@@ -42,8 +45,10 @@ mod sys;
 pub mod codec;
 pub mod config;
 pub mod conn;
+mod listener;
 pub mod live;
 pub mod log;
+mod notify;
 pub mod routes;
 pub mod server;
 pub mod signals;

@@ -18,8 +18,10 @@ use mio::{Events, Interest, Poll, Token};
 use crate::codec::{DateCache, Request, Response};
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
+use crate::listener::{self, Origin};
 use crate::live::{Heartbeat, LiveFile};
 use crate::log::{self, Level};
+use crate::notify;
 use crate::signals::{Signal, SignalSource};
 use crate::slab::Slab;
 use crate::sys;
@@ -89,6 +91,8 @@ pub struct Server {
     poll: Poll,
     /// `None` once DRAIN has closed it.
     listener: Option<TcpListener>,
+    /// Bound here, or inherited (socket activation): decides whether DRAIN loses the backlog.
+    origin: Origin,
     local_addr: SocketAddr,
     signals: SignalSource,
     /// Open connections, keyed by token.
@@ -175,9 +179,9 @@ impl<H> Runtime<H> {
 }
 
 impl Server {
-    /// Installs the signal handlers, binds the listener and creates the liveness file, in that
-    /// order: a signal during start-up is never lost, and the liveness file only ever says
-    /// "live" for a server that holds its port.
+    /// Installs the signal handlers, binds the listener (or takes the one systemd passed, see
+    /// `listener.rs`) and creates the liveness file, in that order: a signal during start-up is
+    /// never lost, and the liveness file only ever says "live" for a server that holds its port.
     pub fn bind(config: Config) -> io::Result<Server> {
         // A `Config` built in code gets the same checks as one from the command line.
         config
@@ -187,9 +191,7 @@ impl Server {
         let mut signals = SignalSource::new()?;
         poll.registry()
             .register(signals.source(), SIGNALS, Interest::READABLE)?;
-        let std_listener = sys::listen(config.addr, config.backlog).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr))
-        })?;
+        let (std_listener, origin) = listener::acquire(&config)?;
         let mut listener = TcpListener::from_std(std_listener);
         let local_addr = listener.local_addr()?;
         poll.registry()
@@ -199,6 +201,7 @@ impl Server {
             config,
             poll,
             listener: Some(listener),
+            origin,
             local_addr,
             signals,
             conns: Slab::new(),
@@ -265,6 +268,7 @@ impl Server {
                 ),
             ],
         );
+        notify::notify(notify::READY);
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.run_timers(&mut rt);
@@ -483,8 +487,9 @@ impl Server {
             rt.stats.backlog_accepted += 1;
         }
         // Whatever is queued now is lost: clients we could not take, and any that completed
-        // their handshake since our last accept.
-        if let Some(listener) = &self.listener {
+        // their handshake since our last accept. Unless the socket is inherited: then it stays
+        // open in the process that handed it over, and they wait there for the next server.
+        if let (Some(listener), Origin::Bound) = (&self.listener, self.origin) {
             rt.stats.backlog_lost =
                 sys::accept_queue_len(listener.as_raw_fd()).map_or(0, u64::from);
         }
@@ -508,6 +513,7 @@ impl Server {
                 return Some(Outcome::Interrupted);
             }
             rt.signal_at = Some(rt.now);
+            notify::notify(notify::STOPPING);
             match signal {
                 Signal::Term if !self.config.shutdown_delay.is_zero() => {
                     rt.phase = Phase::Announce {
