@@ -24,7 +24,10 @@
 //! - `upgrade` (private): the in-place binary upgrade on SIGUSR2 (start the new binary on our
 //!   listening socket, hand over once it is ready).
 //! - `sys` (private): the raw system calls: a listener with our own backlog, discarding
-//!   received bytes, the accept-queue length.
+//!   received bytes, the accept-queue length, the checks of an inherited socket.
+//! - `listener` (private): where the listening socket comes from: bound, or inherited from
+//!   systemd (socket activation).
+//! - `notify` (private): readiness and shutdown reports to systemd (`NOTIFY_SOCKET`).
 //!
 //! # Running the loop with your own handler
 //!
@@ -47,8 +50,10 @@ pub mod codec;
 pub mod config;
 pub mod conn;
 pub mod handler;
+mod listener;
 pub mod live;
 pub mod log;
+mod notify;
 pub mod pool;
 pub mod routes;
 pub mod server;

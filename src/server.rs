@@ -21,8 +21,10 @@ use crate::codec::DateCache;
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
 use crate::handler::{Handler, Inbox};
+use crate::listener::{self, Origin};
 use crate::live::{Heartbeat, LiveFile};
 use crate::log::{self, Level};
+use crate::notify;
 use crate::routes::Readiness;
 use crate::signals::{Signal, SignalSource};
 use crate::slab::Slab;
@@ -104,6 +106,8 @@ pub struct Server {
     poll: Poll,
     /// `None` once DRAIN has closed it.
     listener: Option<TcpListener>,
+    /// Bound here, or inherited (socket activation): decides whether DRAIN loses the backlog.
+    origin: Origin,
     local_addr: SocketAddr,
     signals: SignalSource,
     /// Open connections, keyed by token.
@@ -241,9 +245,9 @@ impl<H> Runtime<H> {
 }
 
 impl Server {
-    /// Installs the signal handlers, binds the listener and creates the liveness file, in that
-    /// order: a signal during start-up is never lost, and the liveness file only ever says
-    /// "live" for a server that holds its port.
+    /// Installs the signal handlers, binds the listener (or takes the one systemd passed, see
+    /// `listener.rs`) and creates the liveness file, in that order: a signal during start-up is
+    /// never lost, and the liveness file only ever says "live" for a server that holds its port.
     pub fn bind(config: Config) -> io::Result<Server> {
         // A `Config` built in code gets the same checks as one from the command line.
         config
@@ -253,16 +257,7 @@ impl Server {
         let mut signals = SignalSource::new()?;
         poll.registry()
             .register(signals.source(), SIGNALS, Interest::READABLE)?;
-        // The new process of an in-place upgrade serves on the socket its parent handed over.
-        let (std_listener, ready_report) = match ReadyReport::take()? {
-            Some((listener, report)) => (listener, Some(report)),
-            None => {
-                let listener = sys::listen(config.addr, config.backlog).map_err(|e| {
-                    io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.addr))
-                })?;
-                (listener, None)
-            }
-        };
+        let (std_listener, origin, ready_report) = listener::acquire(&config)?;
         let mut listener = TcpListener::from_std(std_listener);
         let local_addr = listener.local_addr()?;
         poll.registry()
@@ -272,6 +267,7 @@ impl Server {
             config,
             poll,
             listener: Some(listener),
+            origin,
             local_addr,
             signals,
             conns: Slab::new(),
@@ -357,6 +353,7 @@ impl Server {
                 ),
             ],
         );
+        notify::notify(notify::READY);
         if let Some(report) = self.ready_report.take() {
             // We are the new process of an upgrade: the old one stops accepting now.
             report.send();
@@ -587,8 +584,9 @@ impl Server {
             rt.stats.backlog_accepted += 1;
         }
         // Whatever is queued now is lost: clients we could not take, and any that completed
-        // their handshake since our last accept.
-        if let Some(listener) = &self.listener {
+        // their handshake since our last accept. Unless the socket is inherited: then it stays
+        // open in the process that handed it over, and they wait there for the next server.
+        if let (Some(listener), Origin::Bound) = (&self.listener, self.origin) {
             rt.stats.backlog_lost =
                 sys::accept_queue_len(listener.as_raw_fd()).map_or(0, u64::from);
         }
@@ -616,6 +614,7 @@ impl Server {
             }
             rt.signal_at = Some(rt.now);
             rt.stats.served_at_signal = rt.stats.served;
+            notify::notify(notify::STOPPING);
             if self.upgrade.is_some() {
                 // The service is being stopped: a new process must not come up behind it.
                 self.upgrade_failed("the server is stopping");
@@ -703,9 +702,11 @@ impl Server {
             self.log_phase(Level::Warn, "upgrade_refused", &[("reason", reason.into())]);
             return;
         };
+        let shared_with_systemd = matches!(self.origin, Origin::Inherited { .. });
         let started = Upgrade::start(
             exe,
             listener.as_raw_fd(),
+            shared_with_systemd,
             self.config.upgrade_timeout,
             rt.now,
         )
@@ -763,6 +764,8 @@ impl Server {
                 self.upgrade = None;
                 rt.signal_at = Some(rt.now);
                 rt.stats.served_at_signal = rt.stats.served;
+                // Under systemd the new process is the service's main process from now on.
+                notify::notify(&format!("MAINPID={pid}"));
                 self.log_phase(
                     Level::Info,
                     "child_ready",

@@ -1,6 +1,8 @@
 //! The few raw system calls std and mio don't offer: a listening socket with our own backlog,
-//! discarding received bytes without copying them, and the length of a listener's accept queue.
-//! Every call goes through [`syscall!`], which turns `-1` into `io::Error::last_os_error()`.
+//! discarding received bytes without copying them, the length of a listener's accept queue, and
+//! the questions asked of an inherited descriptor (is it a socket, of what type and family, is
+//! it listening) before it is trusted. Every call goes through [`syscall!`], which turns `-1`
+//! into `io::Error::last_os_error()`.
 
 use std::io;
 use std::mem;
@@ -145,45 +147,18 @@ pub fn inherit(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Sets close-on-exec on an inherited descriptor, so it does not leak into our own children.
-pub fn close_on_exec(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl(2) with F_GETFD/F_SETFD takes no pointers.
-    let flags = syscall!(fcntl(fd, libc::F_GETFD))?;
-    syscall!(fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC))?;
-    Ok(())
-}
-
-/// Checks that an inherited descriptor is what we can serve on: a TCP (stream, IPv4 or IPv6)
-/// socket that is listening.
-pub fn check_listener(fd: RawFd) -> io::Result<()> {
-    let not = |what: &str| {
-        Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {fd} is not {what}"),
-        ))
-    };
-    // SAFETY: stat is plain old data for which all-zero bytes are valid; fstat(2) writes it.
+/// Whether the open descriptor `fd` is a socket (`fstat(2)`'s `S_ISSOCK`). Fails with `EBADF`
+/// when `fd` is not open.
+pub fn is_socket(fd: RawFd) -> io::Result<bool> {
+    // SAFETY: stat is plain old data for which all-zero bytes are valid.
     let mut stat: libc::stat = unsafe { mem::zeroed() };
-    // SAFETY: `stat` is writable and of the type fstat(2) expects.
+    // SAFETY: `stat` is writable for the whole struct fstat(2) fills in.
     syscall!(fstat(fd, &mut stat))?;
-    if stat.st_mode & libc::S_IFMT != libc::S_IFSOCK {
-        return not("a socket");
-    }
-    if int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE)? != libc::SOCK_STREAM {
-        return not("a stream socket");
-    }
-    let domain = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
-    if domain != libc::AF_INET && domain != libc::AF_INET6 {
-        return not("an IPv4 or IPv6 socket");
-    }
-    if int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? == 0 {
-        return not("listening");
-    }
-    Ok(())
+    Ok(stat.st_mode & libc::S_IFMT == libc::S_IFSOCK)
 }
 
-/// An integer socket option.
-fn int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+/// An integer socket option of `fd` (`SO_TYPE`, `SO_ACCEPTCONN`, ...).
+pub fn socket_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `value` is writable for `len` bytes, and `len` is passed by pointer as required.
@@ -192,9 +167,35 @@ fn int_option(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<li
         level,
         name,
         (&mut value as *mut libc::c_int).cast(),
-        &mut len
+        &mut len,
     ))?;
     Ok(value)
+}
+
+/// The address family of the socket `fd` (`AF_INET`, `AF_INET6`, `AF_UNIX`, ...), from the
+/// address it is bound to (`getsockname(2)`).
+pub fn socket_family(fd: RawFd) -> io::Result<libc::c_int> {
+    // SAFETY: sockaddr_storage is plain old data for which all-zero bytes are valid.
+    let mut storage: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `storage` is writable for `len` bytes (it holds any address family), and `len`
+    // is passed by pointer as required.
+    syscall!(getsockname(
+        fd,
+        (&mut storage as *mut libc::sockaddr_storage).cast(),
+        &mut len,
+    ))?;
+    Ok(libc::c_int::from(storage.ss_family))
+}
+
+/// Sets close-on-exec on `fd`, so that a program this process starts does not inherit it by
+/// accident. (An inherited descriptor arrives without it: that is how it was inherited.)
+pub fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl(2) with F_GETFD/F_SETFD takes no pointers.
+    let flags = syscall!(fcntl(fd, libc::F_GETFD))?;
+    // SAFETY: as above.
+    syscall!(fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC))?;
+    Ok(())
 }
 
 /// A descriptor that becomes readable when process `pid` (our child) exits: `pidfd_open(2)`,

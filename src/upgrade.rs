@@ -15,8 +15,10 @@
 //!
 //! # The hand-over protocol
 //!
-//! One environment variable, [`ENV`] = `PARENT_PID:LISTENER_FD:READY_FD`: the listening socket
-//! and one end of a socket pair, both inherited (close-on-exec cleared for the child only). The
+//! One environment variable, [`ENV`] = `PARENT_PID:LISTENER_FD:READY_FD:ORIGIN`: the listening
+//! socket and one end of a socket pair, both inherited (close-on-exec cleared for the child
+//! only), and whether a service manager holds the socket too (`systemd`, when the parent had it
+//! from socket activation) or not (`own`). The
 //! child checks that its parent is `PARENT_PID` (a variable left in the environment of a
 //! grandchild must not hand it descriptors it does not have), takes the two descriptors, removes
 //! the variable, and once its loop runs writes `ready\n` to the socket pair. The parent sees that
@@ -29,7 +31,6 @@
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -41,7 +42,7 @@ use mio::unix::SourceFd;
 
 use crate::sys;
 
-/// The environment variable of the hand-over: `PARENT_PID:LISTENER_FD:READY_FD`.
+/// The environment variable of the hand-over: `PARENT_PID:LISTENER_FD:READY_FD:ORIGIN`.
 pub const ENV: &str = "LAMEDUCK_UPGRADE";
 
 /// How long a child that closed its report channel gets to exit before it is killed.
@@ -108,11 +109,27 @@ pub enum Report {
 impl Upgrade {
     /// Starts `exe` with this process's arguments and environment, plus the listening socket
     /// `listener` and the report channel, handed over as [`ENV`] describes.
-    pub fn start(exe: &Path, listener: RawFd, timeout: Duration, now: Instant) -> io::Result<Self> {
+    pub fn start(
+        exe: &Path,
+        listener: RawFd,
+        shared_with_systemd: bool,
+        timeout: Duration,
+        now: Instant,
+    ) -> io::Result<Self> {
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_nonblocking(true)?;
         let handed = [listener, theirs.as_raw_fd()];
-        let value = format!("{}:{}:{}", std::process::id(), handed[0], handed[1]);
+        let origin = if shared_with_systemd {
+            "systemd"
+        } else {
+            "own"
+        };
+        let value = format!(
+            "{}:{}:{}:{origin}",
+            std::process::id(),
+            handed[0],
+            handed[1]
+        );
         let mut command = Command::new(exe);
         command.args(std::env::args_os().skip(1)).env(ENV, value);
         // SAFETY: between fork and exec only async-signal-safe calls run: two fcntl(2) on
@@ -211,47 +228,58 @@ impl Upgrade {
     }
 }
 
-/// Where a child started by [`Upgrade::start`] says it is ready.
+/// What an upgrading parent handed this process (see [`ENV`]): the listening socket, and where
+/// to say "ready".
 #[derive(Debug)]
-pub struct ReadyReport(UnixStream);
+pub struct Handover {
+    /// The listening socket's descriptor, not yet checked (`listener::acquire` checks it as it
+    /// checks any inherited socket).
+    pub listener: RawFd,
+    /// Whether a service manager holds the socket too (the parent had it from systemd), which
+    /// decides what closing it at DRAIN means.
+    pub shared_with_systemd: bool,
+    pub report: ReadyReport,
+}
 
-impl ReadyReport {
-    /// Takes the descriptors handed over by an upgrading parent, if this process is such a
-    /// child: the listening socket and where to report. The variable is removed either way, so
-    /// that our own children never see it.
-    pub fn take() -> io::Result<Option<(TcpListener, ReadyReport)>> {
+impl Handover {
+    /// Reads [`ENV`], if this process was started by an upgrading parent. The variable is
+    /// removed either way, so that our own children never see it.
+    pub fn take() -> io::Result<Option<Handover>> {
         let Some(value) = std::env::var_os(ENV) else {
             return Ok(None);
         };
         // SAFETY: called from `Server::bind`, before the server starts any thread; the binary
         // is single-threaded, and a library user binds before starting threads of their own.
         unsafe { std::env::remove_var(ENV) };
-        let Some([parent, listener, report]) = parse(&value) else {
-            return Err(io::Error::other(format!("{ENV}={value:?}: not PID:FD:FD")));
+        let Some(([parent, listener, report], shared_with_systemd)) = parse(&value) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{ENV}={value:?}: not PID:FD:FD:systemd|own"),
+            ));
         };
         // SAFETY: getppid(2) cannot fail and takes no pointers.
         if i64::from(unsafe { libc::getppid() }) != parent {
             // Not from our parent: a stale variable, with descriptors we do not have.
             return Ok(None);
         }
-        for fd in [listener, report] {
-            sys::close_on_exec(fd as RawFd)?;
-        }
-        // SAFETY: the parent handed these two descriptors to us, and nothing else in this
-        // process knows of them: we take ownership of each exactly once.
-        let (listener, report) = unsafe {
-            (
-                OwnedFd::from_raw_fd(listener as RawFd),
-                OwnedFd::from_raw_fd(report as RawFd),
-            )
-        };
-        sys::check_listener(listener.as_raw_fd())
-            .map_err(|e| io::Error::new(e.kind(), format!("{ENV}: inherited listener: {e}")))?;
-        let listener = TcpListener::from(listener);
-        listener.set_nonblocking(true)?;
-        Ok(Some((listener, ReadyReport(UnixStream::from(report)))))
+        let report = report as RawFd;
+        sys::set_cloexec(report)?;
+        // SAFETY: the parent handed this descriptor to us, and nothing else in this process
+        // knows of it: we take ownership of it exactly once.
+        let report = UnixStream::from(unsafe { OwnedFd::from_raw_fd(report) });
+        Ok(Some(Handover {
+            listener: listener as RawFd,
+            shared_with_systemd,
+            report: ReadyReport(report),
+        }))
     }
+}
 
+/// Where a child started by [`Upgrade::start`] says it is ready.
+#[derive(Debug)]
+pub struct ReadyReport(UnixStream);
+
+impl ReadyReport {
     /// Tells the parent that our loop runs (it then stops accepting and drains).
     pub fn send(mut self) {
         // If the parent is gone there is no one to tell; nothing else to do.
@@ -259,15 +287,21 @@ impl ReadyReport {
     }
 }
 
-/// `PID:FD:FD` as three numbers.
-fn parse(value: &OsString) -> Option<[i64; 3]> {
+/// `PID:FD:FD:ORIGIN` as three numbers and whether the origin is `systemd`.
+fn parse(value: &OsString) -> Option<([i64; 3], bool)> {
     let text = value.to_str()?;
-    let mut numbers = text.split(':').map(|part| part.parse::<i64>().ok());
+    let (numbers, origin) = text.rsplit_once(':')?;
+    let shared = match origin {
+        "systemd" => true,
+        "own" => false,
+        _ => return None,
+    };
+    let mut numbers = numbers.split(':').map(|part| part.parse::<i64>().ok());
     let parsed = [numbers.next()??, numbers.next()??, numbers.next()??];
     let in_range = parsed[1..]
         .iter()
         .all(|&fd| (0..=i64::from(i32::MAX)).contains(&fd));
-    (numbers.next().is_none() && in_range).then_some(parsed)
+    (numbers.next().is_none() && in_range).then_some((parsed, shared))
 }
 
 #[cfg(test)]
@@ -275,15 +309,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_variable_is_three_numbers() {
-        assert_eq!(parse(&"12:3:4".into()), Some([12, 3, 4]));
+    fn the_variable_is_three_numbers_and_an_origin() {
+        assert_eq!(parse(&"12:3:4:own".into()), Some(([12, 3, 4], false)));
+        assert_eq!(parse(&"12:3:4:systemd".into()), Some(([12, 3, 4], true)));
         for bad in [
             "",
-            "12:3",
-            "12:3:4:5",
-            "a:3:4",
-            "12:-1:4",
-            "12:3:99999999999",
+            "12:3:4",
+            "12:3:4:5:own",
+            "a:3:4:own",
+            "12:-1:4:own",
+            "12:3:99999999999:own",
+            "12:3:4:other",
         ] {
             assert_eq!(parse(&bad.into()), None, "{bad:?}");
         }

@@ -460,3 +460,25 @@ pub fn receive_until_close(stream: &mut TcpStream, limit: Duration) -> Received 
     stream.set_read_timeout(Some(PROMPT)).expect("read timeout");
     Received { bytes, end }
 }
+
+/// Lowers the running process `pid`'s `RLIMIT_NOFILE` (soft and hard) so that it can open
+/// exactly one more descriptor, whatever holes or high inherited descriptors its table has: the
+/// limit becomes the second-lowest free descriptor number. For tests of what a server does when
+/// `accept` fails with EMFILE while clients wait in its backlog.
+pub fn leave_one_descriptor(pid: libc::pid_t) {
+    let open: std::collections::HashSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let limit = (0..)
+        .filter(|fd| !open.contains(fd))
+        .nth(1)
+        .expect("a free descriptor number") as libc::rlim_t;
+    let limit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: prlimit(2) on a child of ours, reading `limit` (a local) and writing nothing.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+}
