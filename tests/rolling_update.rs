@@ -5,7 +5,7 @@
 //! The harness lives in `tests/rolling/` (see its `mod.rs` for the Kubernetes model). The server
 //! is the example program `examples/slow_work.rs`, and the load mixes quick `GET /`s on busy,
 //! new and idle connections with slow requests (0.2-3 s of work on a worker thread) and uploads
-//! (64 KiB-1 MiB, some chunked). This file holds the runs and what they must show:
+//! (64 KiB-1 MiB at 1 MiB/s, some chunked). This file holds the runs and what they must show:
 //!
 //! - `short_default_mode_loses_no_request` (`mode tcp`) and `short_http_default_mode_loses_no_request`
 //!   (`mode http`): 3 replacements under load with lameduck's lame-duck phase (shortened to
@@ -61,9 +61,9 @@ const LONG_MIN_RESTARTS: usize = 10;
 /// Slow-request clients (0.2-3 s each, back to back): enough that some are in flight at every
 /// SIGTERM, and some of those still pending when DRAIN starts (see `assert_zero_downtime`).
 const SLOW_CLIENTS: usize = 16;
-/// Upload clients (64 KiB-1 MiB each, back to back): a few, because each one keeps a core busy
-/// copying bytes through loopback and HAProxy.
-const UPLOAD_CLIENTS: usize = 2;
+/// Upload clients (64 KiB-1 MiB each at 1 MiB/s, back to back): some upload is half sent at
+/// every SIGTERM.
+const UPLOAD_CLIENTS: usize = 4;
 
 #[test]
 fn short_default_mode_loses_no_request() {
@@ -384,7 +384,8 @@ fn server_bin() -> PathBuf {
     let path = bin.with_file_name("examples").join("slow_work");
     assert!(
         path.exists(),
-        "{} missing: run the tests with cargo test, which builds the examples",
+        "{} missing: plain `cargo test` builds the examples, `cargo test --test rolling_update` \
+         does not: run `cargo build --example slow_work` (with `--release` for a release run) first",
         path.display()
     );
     path

@@ -24,7 +24,8 @@
 //!   DRAIN, which must wait for it.
 //! - **upload** clients are busy keep-alive clients that send bodies: `POST /upload` with
 //!   [`UPLOAD_BYTES`] of body, one request in [`CHUNKED_ONE_IN`] chunked, the others with a
-//!   `Content-Length`. They put bodies in flight across every SIGTERM.
+//!   `Content-Length`, each body at the pace of a 1 MiB/s uplink (so it takes up to a second).
+//!   They put bodies in flight, half sent, across every SIGTERM.
 //!
 //! The slow and upload clients need a server that serves those two routes: the example program
 //! `examples/slow_work.rs`.
@@ -113,6 +114,12 @@ pub const UPLOAD_BYTES: (usize, usize) = (64 * 1024, 1024 * 1024);
 pub const CHUNKED_ONE_IN: u64 = 4;
 /// The size of each chunk of a chunked upload (inclusive).
 const CHUNK_BYTES: (usize, usize) = (1, 64 * 1024);
+/// Uploads are sent at the pace of a client on a 1 MiB/s (8 Mbit/s) uplink: a piece of this
+/// many bytes every [`UPLOAD_PIECE_EVERY`], so a body takes 60 ms to 1 s to arrive and is often
+/// still arriving when a SIGTERM comes. (Back to back at loopback speed, a few upload clients
+/// would keep both cores of a small machine busy copying bytes, and measure that instead.)
+const UPLOAD_PIECE: usize = 16 * 1024;
+const UPLOAD_PIECE_EVERY: Duration = Duration::from_millis(16);
 
 const REQ_KEEPALIVE: &[u8] = b"GET / HTTP/1.1\r\nHost: lameduck\r\n\r\n";
 const REQ_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: lameduck\r\nConnection: close\r\n\r\n";
@@ -543,6 +550,9 @@ const UPLOAD_STREAMS: u64 = 2 << 32;
 /// One request: its bytes, and the body its 200 must carry (`None`: any body).
 struct Call {
     request: Vec<u8>,
+    /// How much of `request` is sent at once; the rest is an upload's body, sent at the pace of
+    /// a slow uplink (see [`exchange`]).
+    at_once: usize,
     expect: Option<Vec<u8>>,
     /// The length of its body (de-chunked), for the report.
     body_len: u64,
@@ -553,6 +563,7 @@ impl Call {
     fn hello() -> Call {
         Call {
             request: REQ_KEEPALIVE.to_vec(),
+            at_once: REQ_KEEPALIVE.len(),
             expect: None,
             body_len: 0,
         }
@@ -561,20 +572,24 @@ impl Call {
     /// `GET /sleep?ms=N` with N drawn from [`SLOW_MS`]; the answer is `slept N ms`.
     fn sleep(rng: &mut Rng) -> Call {
         let ms = rng.between_u64(SLOW_MS.0, SLOW_MS.1);
+        let request = format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: lameduck\r\n\r\n").into_bytes();
         Call {
-            request: format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: lameduck\r\n\r\n").into_bytes(),
+            at_once: request.len(),
+            request,
             expect: Some(format!("slept {ms} ms\n").into_bytes()),
             body_len: 0,
         }
     }
 
     /// `POST /upload` with a body of [`UPLOAD_BYTES`], chunked one time in [`CHUNKED_ONE_IN`];
-    /// the answer is `bytes=N`.
+    /// the answer is `bytes=N`. The head is sent at once, the body at the uplink's pace.
     fn upload(rng: &mut Rng) -> Call {
         let len = rng.between_u64(UPLOAD_BYTES.0 as u64, UPLOAD_BYTES.1 as u64) as usize;
         let mut request = b"POST /upload HTTP/1.1\r\nHost: lameduck\r\n".to_vec();
+        let at_once;
         if rng.next() % CHUNKED_ONE_IN == 0 {
             request.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            at_once = request.len();
             let mut left = len;
             while left > 0 {
                 let chunk = (rng.between_u64(CHUNK_BYTES.0 as u64, CHUNK_BYTES.1 as u64) as usize)
@@ -587,10 +602,12 @@ impl Call {
             request.extend_from_slice(b"0\r\n\r\n");
         } else {
             let _ = write!(request, "Content-Length: {len}\r\n\r\n");
+            at_once = request.len();
             request.resize(request.len() + len, b'u');
         }
         Call {
             request,
+            at_once,
             expect: Some(format!("bytes={len}\n").into_bytes()),
             body_len: len as u64,
         }
@@ -728,7 +745,7 @@ fn persistent_request_timed(
     // From here on the request is committed: anything but a complete 200 with the right answer
     // is a failure.
     let wrote = Instant::now();
-    let result = exchange(&mut s, &call.request);
+    let result = exchange(&mut s, &call.request, call.at_once);
     let ended = wrote.elapsed();
     match result {
         Ok(r) => {
@@ -794,7 +811,7 @@ fn newconn_client(id: &str, ctx: &Ctx) {
                 continue;
             }
         };
-        match exchange(&mut s, REQ_CLOSE).and_then(|r| ctx.judge(&r, None)) {
+        match exchange(&mut s, REQ_CLOSE, REQ_CLOSE.len()).and_then(|r| ctx.judge(&r, None)) {
             Ok(()) => {
                 ctx.stats.ok_newconn.fetch_add(1, Relaxed);
             }
@@ -883,11 +900,27 @@ struct Response {
 
 type Failed = (Kind, String);
 
-/// Writes one request and reads exactly one complete response.
-fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<Response, Failed> {
-    s.write_all(req)
-        .map_err(|e| (Kind::of(&e), format!("write: {e}")))?;
-    read_response(s)
+/// Writes one request and reads exactly one complete response: the first `at_once` bytes in one
+/// write, the rest (an upload's body) in [`UPLOAD_PIECE`]s, one every [`UPLOAD_PIECE_EVERY`].
+///
+/// A peer may answer before it has read the whole request and close (HAProxy's 503 when it has
+/// no server, a 413): the write then fails, but the answer may be waiting, so it is read before
+/// the write error is reported, as an HTTP client does.
+fn exchange(s: &mut TcpStream, req: &[u8], at_once: usize) -> Result<Response, Failed> {
+    let (head, body) = req.split_at(at_once.min(req.len()));
+    let mut written = s.write_all(head);
+    for piece in body.chunks(UPLOAD_PIECE) {
+        if written.is_err() {
+            break;
+        }
+        // The modelled uplink, not a synchronisation: the client has no faster link.
+        std::thread::sleep(UPLOAD_PIECE_EVERY);
+        written = s.write_all(piece);
+    }
+    match written {
+        Ok(()) => read_response(s),
+        Err(e) => read_response(s).map_err(|_| (Kind::of(&e), format!("write: {e}"))),
+    }
 }
 
 /// Reads one response: head up to the blank line, then `Content-Length` bytes of body (or, with no

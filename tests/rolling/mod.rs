@@ -190,7 +190,10 @@ pub struct Drain {
     pub open: u64,
     /// Of those, idle keep-alive connections: each is half-closed at once.
     pub idle: u64,
-    /// Of those, connections whose handler still owed an answer: the drain waits for them.
+    /// Of those, connections in the middle of a request (its body still arriving, or its
+    /// answer pending): the drain waits for them.
+    pub active: u64,
+    /// Of the active ones, those whose handler still owed an answer.
     pub pending: u64,
 }
 
@@ -411,7 +414,7 @@ fn count(line: &str, name: &str) -> u64 {
     field(line, name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// Reads `open=`, `idle=`, `pending=` and `ts=` from an `event=drain` line; the timestamp becomes
+/// Reads `open=`, `idle=`, `active=`, `pending=` and `ts=` from an `event=drain` line; the timestamp becomes
 /// a time since the load's start (millisecond precision, like the log).
 fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
     let at = field(line, "ts")
@@ -421,6 +424,7 @@ fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
         at,
         open: count(line, "open"),
         idle: count(line, "idle"),
+        active: count(line, "active"),
         pending: count(line, "pending"),
     }
 }
@@ -501,11 +505,20 @@ impl Report {
         kinds.iter().map(|(_, p)| p.reset_before_reuse).sum()
     }
 
-    /// Answers still owed when the old processes' DRAIN started: the work the drain waited for.
+    /// Answers still owed when the old processes' DRAIN started: work the drain waited for.
     pub fn pending_at_drain(&self) -> u64 {
         self.restarts
             .iter()
             .filter_map(|r| r.drain.map(|d| d.pending))
+            .sum()
+    }
+
+    /// Requests in flight (body arriving or answer pending) when the old processes' DRAIN
+    /// started: everything the drain waited for.
+    pub fn active_at_drain(&self) -> u64 {
+        self.restarts
+            .iter()
+            .filter_map(|r| r.drain.map(|d| d.active))
             .sum()
     }
 
@@ -658,8 +671,9 @@ impl Report {
         let (served_after, abandoned) = self.after_signal();
         let _ = writeln!(
             o,
-            "old processes: idle keep-alive connections closed by DRAIN {}; answers pending at DRAIN (waited for) {}; requests answered after SIGTERM {}; abandoned {}",
+            "old processes: idle keep-alive connections closed by DRAIN {}; requests in flight at DRAIN (waited for) {}, of which answers pending {}; requests answered after SIGTERM {}; abandoned {}",
             self.idle_at_drain(),
+            self.active_at_drain(),
             self.pending_at_drain(),
             served_after,
             abandoned
@@ -682,7 +696,7 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>17} | {:>17} | {:>9} | {:>9} | {:>8}",
+            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>24} | {:>17} | {:>9} | {:>9} | {:>8}",
             "#",
             "old pid",
             "ports old>new",
@@ -693,7 +707,7 @@ impl Report {
             "reused / resp err",
             "pooled at MAINT",
             "DRAIN @",
-            "idle/pending/open",
+            "idle/active/pending/open",
             "served after TERM",
             "exit code",
             "stop time",
@@ -707,13 +721,13 @@ impl Report {
             let (drain_at, counts) = match r.drain {
                 Some(d) => (
                     d.at.map_or("?".to_string(), |a| format!("{:.3}s", a.as_secs_f64())),
-                    format!("{}/{}/{}", d.idle, d.pending, d.open),
+                    format!("{}/{}/{}/{}", d.idle, d.active, d.pending, d.open),
                 ),
                 None => ("-".to_string(), "-".to_string()),
             };
             let _ = writeln!(
                 o,
-                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>17} | {:>17} | {:>9} | {:>8.2}s | {:>8}",
+                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>24} | {:>17} | {:>9} | {:>8.2}s | {:>8}",
                 r.index,
                 r.old_pid,
                 format!("{}>{}", r.old_port, r.new_port),
@@ -943,7 +957,7 @@ impl Report {
         let pooled: u64 = self.restarts.iter().map(|r| r.pooled_at_maint.0).sum();
         let (served_after, abandoned) = self.after_signal();
         format!(
-            "RESULT label={} proxy={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} slow_ok={} upload_ok={} upload_mib={:.0} failures={} {} statuses={} proxy_errors={} closed_under_request={} closed_before_reuse={} reset_before_reuse={} idle_at_drain={} pending_at_drain={} served_after_signal={served_after} abandoned={abandoned} reused_after_sigterm={reuses} pooled_at_maint={pooled} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
+            "RESULT label={} proxy={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} slow_ok={} upload_ok={} upload_mib={:.0} failures={} {} statuses={} proxy_errors={} closed_under_request={} closed_before_reuse={} reset_before_reuse={} idle_at_drain={} active_at_drain={} pending_at_drain={} served_after_signal={served_after} abandoned={abandoned} reused_after_sigterm={reuses} pooled_at_maint={pooled} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
             self.config.label,
             self.config.proxy.name(),
             self.restarts.len(),
@@ -964,6 +978,7 @@ impl Report {
             closed_before_reuse,
             self.reset_before_reuse(),
             self.idle_at_drain(),
+            self.active_at_drain(),
             self.pending_at_drain(),
             list(exits.collect()),
             list(stops.collect()),
