@@ -749,6 +749,13 @@ impl Report {
                 self.failures_between(r.sigterm_at, until)
             );
         }
+        if (self.failures.len() as u64) < self.failures_total() {
+            let _ = writeln!(
+                o,
+                "(the failures column counts only the {} failures recorded in full)",
+                self.failures.len()
+            );
+        }
         if !self.proxy_errors.is_empty() {
             let _ = writeln!(o, "first HAProxy error log lines:");
             for line in self.proxy_errors.iter().take(15) {
