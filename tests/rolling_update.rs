@@ -1,18 +1,28 @@
-//! Zero downtime under rolling updates, proven through a real load balancer (HAProxy, L4).
+//! Zero downtime under rolling updates, proven through a real load balancer: HAProxy as an L4
+//! balancer (`mode tcp`, kube-proxy) and as an L7 proxy with pooled server connections
+//! (`mode http`, an ingress controller).
 //!
-//! The harness lives in `tests/rolling/` (see its `mod.rs` for the Kubernetes model). This file
-//! holds the runs and what they must show:
+//! The harness lives in `tests/rolling/` (see its `mod.rs` for the Kubernetes model). The server
+//! is the example program `examples/slow_work.rs`, and the load mixes quick `GET /`s on busy,
+//! new and idle connections with slow requests (0.2-3 s of work on a worker thread) and uploads
+//! (64 KiB-1 MiB at 1 MiB/s, some chunked). This file holds the runs and what they must show:
 //!
-//! - `short_default_mode_loses_no_request`: 3 replacements under load with lameduck's lame-duck
-//!   phase (shortened to 3 s, lag 1 s, to keep CI quick): 0 failed requests, every old process
-//!   exits 0 by itself, traffic really reached each old process after its SIGTERM, and the drain's
-//!   gentle close of idle keep-alive connections really happened (idle clients were closed by a
-//!   DRAIN and found it out before reuse, never by a reset).
-//! - `short_naive_mode_control_shows_failures`: the same with `--shutdown-delay 0` (the listener
-//!   closes at SIGTERM). It must show failures; if it does not, the harness is not exercising the
-//!   race and the first test proves nothing.
-//! - `long_default` / `long_naive` (`#[ignore]`, run by `tests/rolling/long.sh`): >= 10
-//!   replacements each with lameduck's real defaults and a 2 s lag, tens of thousands of requests.
+//! - `short_default_mode_loses_no_request` (`mode tcp`) and `short_http_default_mode_loses_no_request`
+//!   (`mode http`): 3 replacements under load with lameduck's lame-duck phase (shortened to
+//!   [`SHORT_DELAY`], lag 1 s, to keep CI quick): 0 failed requests, every old process exits 0
+//!   by itself, traffic really reached each old process after its SIGTERM, slow requests and
+//!   uploads were answered, and the drain really waited for work in flight (answers pending when
+//!   DRAIN started). In `mode tcp` the drain's gentle close of idle keep-alive connections really
+//!   happened (idle clients were closed by a DRAIN and found it out before reuse, never by a
+//!   reset); in `mode http` HAProxy really reused pooled connections to each old process after
+//!   its SIGTERM.
+//! - `short_naive_mode_control_shows_failures` and `short_http_naive_mode_control_shows_failures`:
+//!   the same with `--shutdown-delay 0` (the listener closes at SIGTERM). They must show
+//!   failures; if they do not, the harness is not exercising the race and the first tests prove
+//!   nothing.
+//! - `long_default`, `long_naive`, `long_http_default`, `long_http_naive` (`#[ignore]`, run by
+//!   `tests/rolling/long.sh`): >= 10 replacements each with lameduck's real defaults and a 2 s
+//!   lag, tens of thousands of requests.
 //! - `measure_idle_close_race` (`#[ignore]`, a measurement, not a proof): the idle clients aim
 //!   their requests at the moment DRAIN closes their idle connections, to measure how wide the
 //!   window is in which a written request meets that close (see `tests/rolling/load.rs`).
@@ -27,16 +37,20 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rolling::{Checks, Report, RunConfig};
+use rolling::{Checks, Mode, Report, RunConfig};
 
 /// The runs share the machine's loopback and CPUs; running two at once would make each one's load
 /// and timings depend on the other, so they are serialised.
 static RUN_LOCK: Mutex<()> = Mutex::new(());
 
+/// The lame-duck delay of the short runs: shorter than lameduck's default (5 s) to keep CI quick,
+/// longer than their endpoint-removal lag (1 s), and shorter than the lag plus the slowest
+/// request (3 s), so that some slow requests are still being worked on when DRAIN starts.
+const SHORT_DELAY: &str = "2s";
 /// Requests in the short runs must at least reach this, or the load was too thin to mean anything.
 const SHORT_MIN_REQUESTS: u64 = 2_000;
 /// Idle keep-alive clients' think time: uniform in this range. The top is above the lame-duck
-/// delay of both the short (3 s) and the long (5 s) runs, so some idle connections sit through
+/// delay of both the short (2 s) and the long (5 s) runs, so some idle connections sit through
 /// the whole window and meet the drain; the rest send a request during it and are told
 /// `Connection: close`. Both are paths a real pool takes.
 const THINK_MIN: Duration = Duration::from_millis(500);
@@ -44,14 +58,20 @@ const THINK_MAX: Duration = Duration::from_secs(8);
 /// "Tens of thousands of requests" for the long runs.
 const LONG_MIN_REQUESTS: u64 = 20_000;
 const LONG_MIN_RESTARTS: usize = 10;
+/// Slow-request clients (0.2-3 s each, back to back): enough that some are in flight at every
+/// SIGTERM, and some of those still pending when DRAIN starts (see `assert_zero_downtime`).
+const SLOW_CLIENTS: usize = 16;
+/// Upload clients (64 KiB-1 MiB each at 1 MiB/s, back to back): some upload is half sent at
+/// every SIGTERM.
+const UPLOAD_CLIENTS: usize = 4;
 
 #[test]
 fn short_default_mode_loses_no_request() {
-    let Some(cfg) = base_config("default") else {
+    let Some(cfg) = base_config("default", Mode::Tcp) else {
         return;
     };
     let cfg = RunConfig {
-        shutdown_delay: Some("3s".into()),
+        shutdown_delay: Some(SHORT_DELAY.into()),
         ..cfg
     };
     let report = run(&cfg);
@@ -61,7 +81,35 @@ fn short_default_mode_loses_no_request() {
 
 #[test]
 fn short_naive_mode_control_shows_failures() {
-    let Some(cfg) = base_config("naive") else {
+    let Some(cfg) = base_config("naive", Mode::Tcp) else {
+        return;
+    };
+    let cfg = RunConfig {
+        shutdown_delay: Some("0".into()),
+        ..cfg
+    };
+    let report = run(&cfg);
+    assert_control_fails(&report);
+    discard_logs(&report);
+}
+
+#[test]
+fn short_http_default_mode_loses_no_request() {
+    let Some(cfg) = base_config("http-default", Mode::Http) else {
+        return;
+    };
+    let cfg = RunConfig {
+        shutdown_delay: Some(SHORT_DELAY.into()),
+        ..cfg
+    };
+    let report = run(&cfg);
+    assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
+    discard_logs(&report);
+}
+
+#[test]
+fn short_http_naive_mode_control_shows_failures() {
+    let Some(cfg) = base_config("http-naive", Mode::Http) else {
         return;
     };
     let cfg = RunConfig {
@@ -76,7 +124,29 @@ fn short_naive_mode_control_shows_failures() {
 #[test]
 #[ignore = "long run (minutes): tests/rolling/long.sh"]
 fn long_default() {
-    let Some(cfg) = long_config("default") else {
+    long_default_in("default", Mode::Tcp);
+}
+
+#[test]
+#[ignore = "long run (minutes): tests/rolling/long.sh"]
+fn long_naive() {
+    long_naive_in("naive", Mode::Tcp);
+}
+
+#[test]
+#[ignore = "long run (minutes): tests/rolling/long.sh"]
+fn long_http_default() {
+    long_default_in("http-default", Mode::Http);
+}
+
+#[test]
+#[ignore = "long run (minutes): tests/rolling/long.sh"]
+fn long_http_naive() {
+    long_naive_in("http-naive", Mode::Http);
+}
+
+fn long_default_in(label: &str, proxy: Mode) {
+    let Some(cfg) = long_config(label, proxy) else {
         return;
     };
     let report = run(&RunConfig {
@@ -91,10 +161,8 @@ fn long_default() {
     discard_logs(&report);
 }
 
-#[test]
-#[ignore = "long run (minutes): tests/rolling/long.sh"]
-fn long_naive() {
-    let Some(cfg) = long_config("naive") else {
+fn long_naive_in(label: &str, proxy: Mode) {
+    let Some(cfg) = long_config(label, proxy) else {
         return;
     };
     let report = run(&RunConfig {
@@ -115,13 +183,16 @@ fn long_naive() {
 #[test]
 #[ignore = "measurement (minutes): aimed idle clients"]
 fn measure_idle_close_race() {
-    let Some(cfg) = long_config("aimed") else {
+    let Some(cfg) = long_config("aimed", Mode::Tcp) else {
         return;
     };
     let aim = env_parse("ROLLING_AIM_US", parse_range).unwrap_or((-1000, 3000));
     let report = run(&RunConfig {
         shutdown_delay: None,
         aim: Some(aim),
+        // The load the README's measurement was made under: no slow requests or uploads.
+        slow_clients: 0,
+        upload_clients: 0,
         ..cfg
     });
     let (on, lost) = report.shots_on_lame_duck();
@@ -144,11 +215,12 @@ fn measure_idle_close_race() {
 }
 
 /// The short (CI) configuration, or `None` when HAProxy is missing outside CI.
-fn base_config(label: &str) -> Option<RunConfig> {
+fn base_config(label: &str, proxy: Mode) -> Option<RunConfig> {
     Some(RunConfig {
         label: label.to_string(),
-        lameduck: lameduck_bin(),
+        server: server_bin(),
         haproxy: haproxy_or_skip()?,
+        proxy,
         restarts: 3,
         shutdown_delay: None,
         grace_period: Duration::from_secs(30),
@@ -163,6 +235,8 @@ fn base_config(label: &str) -> Option<RunConfig> {
         keepalive_clients: 4,
         newconn_clients: 4,
         idle_clients: 16,
+        slow_clients: SLOW_CLIENTS,
+        upload_clients: UPLOAD_CLIENTS,
         think: (THINK_MIN, THINK_MAX),
         seed: env_parse("ROLLING_SEED", parse_u64).unwrap_or_else(time_seed),
         aim: None,
@@ -171,10 +245,12 @@ fn base_config(label: &str) -> Option<RunConfig> {
 }
 
 /// The long configuration: lameduck defaults, a 2 s endpoint-removal lag, overridable from the
-/// environment (`ROLLING_RESTARTS`, `ROLLING_LAG`, `ROLLING_KEEPALIVE_CLIENTS`, `ROLLING_NEWCONN_CLIENTS`,
-/// `ROLLING_IDLE_CLIENTS`; `ROLLING_SEED` replays the think times of a run, short or long).
-fn long_config(label: &str) -> Option<RunConfig> {
-    let base = base_config(label)?;
+/// environment (`ROLLING_RESTARTS`, `ROLLING_LAG`, `ROLLING_KEEPALIVE_CLIENTS`,
+/// `ROLLING_NEWCONN_CLIENTS`, `ROLLING_IDLE_CLIENTS`, `ROLLING_SLOW_CLIENTS`,
+/// `ROLLING_UPLOAD_CLIENTS`; `ROLLING_SEED` replays the think times, sleeps and body sizes of a
+/// run, short or long).
+fn long_config(label: &str, proxy: Mode) -> Option<RunConfig> {
+    let base = base_config(label, proxy)?;
     Some(RunConfig {
         restarts: env_parse("ROLLING_RESTARTS", parse_count).unwrap_or(10),
         lag: env_parse("ROLLING_LAG", parse_duration).unwrap_or(Duration::from_secs(2)),
@@ -189,8 +265,11 @@ fn long_config(label: &str) -> Option<RunConfig> {
         newconn_clients: env_parse("ROLLING_NEWCONN_CLIENTS", parse_count)
             .unwrap_or(base.newconn_clients),
         // With the 5 s default delay fewer idle connections outlast the window (about one in
-        // seven, against about two in five at 3 s), so there are more idle clients.
+        // seven, against about two in five at 3 s, more at 2 s), so there are more idle clients.
         idle_clients: env_parse("ROLLING_IDLE_CLIENTS", parse_count).unwrap_or(32),
+        slow_clients: env_parse("ROLLING_SLOW_CLIENTS", parse_count).unwrap_or(base.slow_clients),
+        upload_clients: env_parse("ROLLING_UPLOAD_CLIENTS", parse_count)
+            .unwrap_or(base.upload_clients),
         warmup_requests: 1_000,
         ..base
     })
@@ -241,25 +320,48 @@ fn assert_zero_downtime(r: &Report, min_requests: u64) {
             restart.index
         );
     }
-    // The gentle close of idle connections must have been exercised, and must have been gentle:
-    // idle clients found their connection closed (FIN) before reusing it, never reset.
-    assert!(
-        r.idle_at_drain() > 0 && r.idle.closed_before_reuse > 0,
-        "no idle keep-alive connection met a DRAIN (idle at drain {}, closed before reuse {}): the \
-         run did not exercise the drain's close of idle connections:\n{table}",
-        r.idle_at_drain(),
-        r.idle.closed_before_reuse
-    );
-    assert_eq!(
-        r.keepalive.reset_before_reuse + r.idle.reset_before_reuse,
-        0,
-        "idle keep-alive connections were reset instead of closed gently:\n{table}"
-    );
     assert!(
         r.requests() >= min_requests,
         "only {} requests (want >= {min_requests}):\n{table}",
         r.requests()
     );
+    assert!(
+        r.slow.ok > 0 && r.upload.ok > 0,
+        "no slow request or no upload was answered: the mix did not run:\n{table}"
+    );
+    // Where the window is shorter than the lag plus the slowest request, the drain must really
+    // have waited for work in flight.
+    if r.config.slow_work_outlasts_window() {
+        assert!(
+            r.pending_at_drain() > 0,
+            "no answer was pending when DRAIN started: the run did not exercise the drain's wait for \
+             work in flight:\n{table}"
+        );
+    }
+    // Idle keep-alive connections, when closed, must be closed gently (a FIN, never a reset).
+    assert_eq!(
+        r.reset_before_reuse(),
+        0,
+        "idle keep-alive connections were reset instead of closed gently:\n{table}"
+    );
+    match r.config.proxy {
+        // The drain's gentle close of idle connections must have been exercised: idle clients
+        // found their connection closed (the FIN, through HAProxy) before reusing it.
+        Mode::Tcp => assert!(
+            r.idle_at_drain() > 0 && r.idle.closed_before_reuse > 0,
+            "no idle keep-alive connection met a DRAIN (idle at drain {}, closed before reuse {}): the \
+             run did not exercise the drain's close of idle connections:\n{table}",
+            r.idle_at_drain(),
+            r.idle.closed_before_reuse
+        ),
+        // HAProxy's pooled connections must have carried requests to the old process during its
+        // lame-duck window (answered with `Connection: close`, which takes them out of the pool).
+        Mode::Http => assert!(
+            r.restarts.iter().any(|x| x.reuses_after_sigterm > 0),
+            "HAProxy reused no pooled connection to an old process after its SIGTERM: the run did \
+             not exercise the pool:\n{table}"
+        ),
+    }
 }
 
 fn assert_control_fails(r: &Report) {
@@ -271,12 +373,22 @@ fn assert_control_fails(r: &Report) {
     );
 }
 
-/// The binary under test; `ROLLING_BIN` overrides it (e.g. to run the harness against another build).
-fn lameduck_bin() -> PathBuf {
-    std::env::var_os("ROLLING_BIN").map_or_else(
-        || PathBuf::from(env!("CARGO_BIN_EXE_lameduck")),
-        PathBuf::from,
-    )
+/// The server under test: the example program `slow_work`, which `cargo test` builds beside the
+/// binary. `ROLLING_BIN` overrides it (e.g. another build of it): a program that takes the flags
+/// of `lameduck serve` and serves `/sleep` and `/upload` like the example.
+fn server_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("ROLLING_BIN") {
+        return PathBuf::from(bin);
+    }
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lameduck"));
+    let path = bin.with_file_name("examples").join("slow_work");
+    assert!(
+        path.exists(),
+        "{} missing: plain `cargo test` builds the examples, `cargo test --test rolling_update` \
+         does not: run `cargo build --example slow_work` (with `--release` for a release run) first",
+        path.display()
+    );
+    path
 }
 
 /// The haproxy binary; `None` (after saying so) when it is missing locally, a panic when it is

@@ -1,9 +1,11 @@
-//! HAProxy on loopback as the L4 load balancer (the kube-proxy stand-in), driven through its runtime API.
+//! HAProxy on loopback as the load balancer, driven through its runtime API: L4 (`mode tcp`, the
+//! kube-proxy stand-in) or L7 with pooled server connections (`mode http`, the ingress stand-in).
 //!
 //! The harness owns the HAProxy process: it renders `haproxy.cfg` into a scratch directory, starts
 //! HAProxy in the foreground, and talks to it only through the admin socket (`stats socket`):
 //! `set server ... addr` to point a slot at a new process, `state ready` / `state maint` to add and
-//! remove the endpoint, and `show stat` to read what HAProxy believes (UP/DOWN/MAINT, session counts).
+//! remove the endpoint, and `show stat` to read what HAProxy believes (UP/DOWN/MAINT, session
+//! counts, connection reuses, errors).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -31,6 +33,26 @@ const POLL_EVERY: Duration = Duration::from_millis(20);
 /// leaves a tiny window in which another process may take it.
 const BIND_ATTEMPTS: usize = 3;
 
+/// How HAProxy balances (`mode` in `haproxy.cfg`, which explains both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// L4: each client connection is spliced to one server connection (kube-proxy).
+    Tcp,
+    /// L7: HAProxy ends client connections and sends requests over pooled keep-alive server
+    /// connections, any request over any idle one (`http-reuse always`), never retrying (an
+    /// ingress controller).
+    Http,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Tcp => "tcp",
+            Mode::Http => "http",
+        }
+    }
+}
+
 /// The readiness-probe parameters (HAProxy `inter`, `fall`, `rise`).
 #[derive(Clone, Copy, Debug)]
 pub struct Checks {
@@ -52,6 +74,13 @@ pub struct ServerStat {
     pub connect_errors: u64,
     /// `ip:port` the slot currently points at.
     pub addr: String,
+    /// Requests sent over an already open (pooled) server connection (`reuse`; `mode http`).
+    pub reuses: u64,
+    /// Response errors (`eresp`): the server closed or reset before a complete response; with
+    /// `mode http` each one is a 502 to the client.
+    pub response_errors: u64,
+    /// Idle connections HAProxy holds open to this slot for reuse right now (`srv_icur`).
+    pub idle_conns: u64,
 }
 
 /// A running HAProxy; killed and reaped on drop.
@@ -79,13 +108,14 @@ pub fn find() -> Option<PathBuf> {
 impl Haproxy {
     /// Starts HAProxy with the rendered template in `dir` and waits until both its admin socket and
     /// its frontend accept connections.
-    pub fn start(bin: &Path, dir: &Path, checks: Checks) -> io::Result<Haproxy> {
+    pub fn start(bin: &Path, dir: &Path, mode: Mode, checks: Checks) -> io::Result<Haproxy> {
         let socket = dir.join("haproxy.sock");
         let mut last_err = None;
         for attempt in 0..BIND_ATTEMPTS {
             let front = free_loopback_port()?;
             let cfg = TEMPLATE
                 .replace("{{SOCKET}}", &socket.display().to_string())
+                .replace("{{MODE}}", mode.name())
                 .replace("{{FRONT}}", &front.to_string())
                 .replace("{{INTER}}", &format!("{}ms", checks.inter.as_millis()))
                 .replace("{{FALL}}", &checks.fall.to_string())
@@ -176,17 +206,22 @@ impl Haproxy {
             col("econ")?,
             col("addr")?,
         );
+        let (reuse, eresp, icur) = (col("reuse")?, col("eresp")?, col("srv_icur")?);
         let mut out = Vec::new();
         for line in lines.filter(|l| !l.is_empty()) {
             let f = split_csv(line);
             let get = |i: usize| f.get(i).map(String::as_str).unwrap_or("");
+            let count = |i: usize| get(i).parse().unwrap_or(0);
             if get(px) == BACKEND && SLOTS.contains(&get(sv)) {
                 out.push(ServerStat {
                     name: get(sv).to_string(),
                     status: get(status).to_string(),
-                    sessions: get(stot).parse().unwrap_or(0),
-                    connect_errors: get(econ).parse().unwrap_or(0),
+                    sessions: count(stot),
+                    connect_errors: count(econ),
                     addr: get(addr).to_string(),
+                    reuses: count(reuse),
+                    response_errors: count(eresp),
+                    idle_conns: count(icur),
                 });
             }
         }
@@ -258,6 +293,11 @@ impl Haproxy {
     /// HAProxy's own log (server state changes with reasons), for failure messages.
     pub fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log's path (kept with the run's other logs).
+    pub fn log_path(&self) -> &Path {
+        &self.log
     }
 }
 

@@ -1,6 +1,6 @@
 //! Continuous HTTP load through the balancer, and the rule for what counts as a failed request.
 //!
-//! Three kinds of client threads run for the whole rolling update:
+//! Five kinds of client threads run for the whole rolling update:
 //!
 //! - **keep-alive** clients hold one connection and send `GET /` on it again and again, back to
 //!   back with no pause, the way a busy pooling HTTP client (Go's `net/http`, hyper) does. Their
@@ -18,6 +18,17 @@
 //!   next comes after DRAIN starts: the think time must sometimes be longer than the lame-duck
 //!   window, so the range reaches past `--shutdown-delay` on purpose. The pause is modelled
 //!   behaviour, not synchronisation; a stopping load wakes the thinkers at once (`unpark`).
+//! - **slow** clients are busy keep-alive clients whose requests take time to answer:
+//!   `GET /sleep?ms=N`, N uniform in [`SLOW_MS`] (the example program blocks a worker thread for
+//!   N ms). They put work in flight across every SIGTERM, and some of it across the start of
+//!   DRAIN, which must wait for it.
+//! - **upload** clients are busy keep-alive clients that send bodies: `POST /upload` with
+//!   [`UPLOAD_BYTES`] of body, one request in [`CHUNKED_ONE_IN`] chunked, the others with a
+//!   `Content-Length`, each body at the pace of a 1 MiB/s uplink (so it takes up to a second).
+//!   They put bodies in flight, half sent, across every SIGTERM.
+//!
+//! The slow and upload clients need a server that serves those two routes: the example program
+//! `examples/slow_work.rs`.
 //!
 //! # What is a failure
 //!
@@ -28,14 +39,23 @@
 //! - it was written (or writing it failed) and then the response did not arrive complete: the
 //!   peer closed first (`eof`, including a partial response), reset the connection (`reset`), or
 //!   stayed silent for [`REQUEST_TIMEOUT`] (`timeout`);
-//! - the response was complete but not `200` (`non200`).
+//! - the response was complete but not `200` (`non200`), or a `200` whose body is not the
+//!   answer the request asked for (`wrong`): `slept N ms` for a sleep of N ms, `bytes=N` for an
+//!   upload of N bytes (the other requests take any body).
 //!
 //! # A connection closed by the server between two requests
 //!
-//! Both keep-alive kinds check a held connection just before reusing it, exactly like this:
-//! the socket is switched to non-blocking and `peek`ed for one byte (`recv(MSG_PEEK)`, which
-//! consumes nothing), then switched back. HAProxy in `mode tcp` forwards the server's half-close
-//! to the client as a FIN, and a FIN already received makes that `peek` return 0 at once.
+//! Every client that reuses its connection (all kinds but new-connection) checks it just before
+//! reusing it, exactly like this: the socket is switched to non-blocking and `peek`ed for one
+//! byte (`recv(MSG_PEEK)`, which consumes nothing), then switched back. HAProxy in `mode tcp`
+//! forwards the server's half-close to the client as a FIN, and a FIN already received makes that
+//! `peek` return 0 at once. (In `mode http` the client's connection ends at HAProxy, which keeps
+//! it open whatever the servers do; there the same race is between HAProxy and the server, over
+//! a pooled connection. HAProxy answers a request it loses that way with a `502` if it was the
+//! first on the client's connection; on a later one it passes the race on instead: it closes the
+//! client's connection without an answer, and logs nothing, so that the client retries as on any
+//! keep-alive connection (`abort_keep_alive` in HAProxy's `src/http_ana.c`). Here that is an
+//! `eof`, counted as closed under a written request.)
 //!
 //! - `peek` returns 0 (EOF): the server closed the idle connection. Nothing has been written, so no
 //!   request is lost: the client drops the connection and sends its request on a new one. Counted
@@ -71,6 +91,7 @@
 //! (`Connection: close`), found closed before reuse, or closed under the written request. The
 //! share of the last kind, times the width of the range, is the width of the race window.
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -83,6 +104,22 @@ use std::time::{Duration, Instant};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Failures kept with their details (counts are always exact); bounds memory in the naive control.
 const MAX_RECORDED: usize = 100_000;
+
+/// The slow clients' sleeps, in milliseconds (inclusive): from a quick database query to a slow
+/// report. The top stays well below `--drain-timeout` (20 s), so a drain can always wait for one.
+pub const SLOW_MS: (u64, u64) = (200, 3_000);
+/// The upload clients' body sizes (inclusive); the top is the server's default `--max-body`.
+pub const UPLOAD_BYTES: (usize, usize) = (64 * 1024, 1024 * 1024);
+/// One upload in this many is sent chunked (chunks of [`CHUNK_BYTES`]), the others with a length.
+pub const CHUNKED_ONE_IN: u64 = 4;
+/// The size of each chunk of a chunked upload (inclusive).
+const CHUNK_BYTES: (usize, usize) = (1, 64 * 1024);
+/// Uploads are sent at the pace of a client on a 1 MiB/s (8 Mbit/s) uplink: a piece of this
+/// many bytes every [`UPLOAD_PIECE_EVERY`], so a body takes 60 ms to 1 s to arrive and is often
+/// still arriving when a SIGTERM comes. (Back to back at loopback speed, a few upload clients
+/// would keep both cores of a small machine busy copying bytes, and measure that instead.)
+const UPLOAD_PIECE: usize = 16 * 1024;
+const UPLOAD_PIECE_EVERY: Duration = Duration::from_millis(16);
 
 const REQ_KEEPALIVE: &[u8] = b"GET / HTTP/1.1\r\nHost: lameduck\r\n\r\n";
 const REQ_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: lameduck\r\nConnection: close\r\n\r\n";
@@ -100,17 +137,20 @@ pub enum Kind {
     Timeout,
     /// A complete response with a status other than 200.
     Non200,
+    /// A 200 whose body is not the answer the request asked for.
+    Wrong,
     /// Anything else (garbled response, local resource errors); see the detail.
     Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Refused,
         Kind::Reset,
         Kind::Eof,
         Kind::Timeout,
         Kind::Non200,
+        Kind::Wrong,
         Kind::Other,
     ];
 
@@ -121,6 +161,7 @@ impl Kind {
             Kind::Eof => "eof",
             Kind::Timeout => "timeout",
             Kind::Non200 => "non200",
+            Kind::Wrong => "wrong",
             Kind::Other => "other",
         }
     }
@@ -152,6 +193,10 @@ pub struct LoadConfig {
     pub newconn: usize,
     /// Idle keep-alive clients (a think time between requests).
     pub idle: usize,
+    /// Slow clients (busy keep-alive, `GET /sleep?ms=N`); 0 unless the server is `slow_work`.
+    pub slow: usize,
+    /// Upload clients (busy keep-alive, `POST /upload`); 0 unless the server is `slow_work`.
+    pub upload: usize,
     /// The idle clients' think time is drawn uniformly from this range (inclusive).
     pub think: (Duration, Duration),
     /// Seeds the think times, so a run's client behaviour can be replayed (`ROLLING_SEED`).
@@ -197,7 +242,7 @@ pub struct Shot {
 pub struct Failure {
     /// When the request started, since the start of the load.
     pub at: Duration,
-    /// Which client thread ("ka-0", "nc-3", "id-7").
+    /// Which client thread ("ka-0", "nc-3", "id-7", "sl-2", "up-1").
     pub client: String,
     pub kind: Kind,
     /// Written on a reused keep-alive connection that passed the idle check and then ended
@@ -206,7 +251,7 @@ pub struct Failure {
     pub detail: String,
 }
 
-/// Counters of one kind of keep-alive client (busy or idle).
+/// Counters of one kind of keep-alive client (busy, idle, slow or upload).
 #[derive(Default)]
 pub struct Persistent {
     /// Requests answered with a complete 200.
@@ -261,9 +306,16 @@ impl Persistent {
 pub struct Stats {
     pub keepalive: Persistent,
     pub idle: Persistent,
+    pub slow: Persistent,
+    pub upload: Persistent,
     pub ok_newconn: AtomicU64,
+    /// Body bytes of the uploads answered with the right count.
+    pub upload_bytes: AtomicU64,
     /// Failed requests of all clients, indexed like [`Kind::ALL`].
-    pub failed: [AtomicU64; 6],
+    pub failed: [AtomicU64; 7],
+    /// The `non200` failures by status: through an HTTP proxy, a 502 (the server closed under
+    /// the request) and a 503 (no connection to the server) have different causes.
+    pub statuses: Mutex<BTreeMap<u16, u64>>,
     /// The first [`MAX_RECORDED`] failures in full.
     pub failures: Mutex<Vec<Failure>>,
     /// The aimed mode's shots.
@@ -276,8 +328,10 @@ impl Stats {
     }
 
     pub fn requests(&self) -> u64 {
-        self.keepalive.ok.load(Relaxed)
-            + self.idle.ok.load(Relaxed)
+        [&self.keepalive, &self.idle, &self.slow, &self.upload]
+            .iter()
+            .map(|p| p.ok.load(Relaxed))
+            .sum::<u64>()
             + self.ok_newconn.load(Relaxed)
             + self.failed_total()
     }
@@ -325,6 +379,31 @@ impl Ctx {
                 closed_under_request,
                 detail,
             });
+        }
+    }
+
+    /// Whether a complete response serves the request: a 200, with `expect` as its body if the
+    /// request asked for a particular answer. A non-200 is also counted by status.
+    fn judge(&self, r: &Response, expect: Option<&[u8]>) -> Result<(), Failed> {
+        if r.status != 200 {
+            let mut statuses = self
+                .stats
+                .statuses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            *statuses.entry(r.status).or_default() += 1;
+            return Err((Kind::Non200, format!("status {}", r.status)));
+        }
+        match expect {
+            Some(want) if r.body != want => Err((
+                Kind::Wrong,
+                format!(
+                    "body {:?}, want {:?}",
+                    String::from_utf8_lossy(&r.body),
+                    String::from_utf8_lossy(want)
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -386,7 +465,25 @@ impl Load {
         for i in 0..cfg.keepalive {
             let ctx = ctx.clone();
             threads.push(std::thread::spawn(move || {
-                keepalive_client(&format!("ka-{i}"), &ctx)
+                busy_client(&format!("ka-{i}"), &ctx, &ctx.stats.keepalive, Call::hello)
+            }));
+        }
+        for i in 0..cfg.slow {
+            let ctx = ctx.clone();
+            let mut rng = Rng::new(cfg.seed, SLOW_STREAMS + i as u64);
+            threads.push(std::thread::spawn(move || {
+                busy_client(&format!("sl-{i}"), &ctx, &ctx.stats.slow, || {
+                    Call::sleep(&mut rng)
+                })
+            }));
+        }
+        for i in 0..cfg.upload {
+            let ctx = ctx.clone();
+            let mut rng = Rng::new(cfg.seed, UPLOAD_STREAMS + i as u64);
+            threads.push(std::thread::spawn(move || {
+                busy_client(&format!("up-{i}"), &ctx, &ctx.stats.upload, || {
+                    Call::upload(&mut rng)
+                })
             }));
         }
         for i in 0..cfg.newconn {
@@ -445,11 +542,84 @@ struct Held {
     idle_since: Instant,
 }
 
-/// A busy keep-alive client: one connection reused back to back until the server ends it.
-fn keepalive_client(id: &str, ctx: &Ctx) {
+/// The random streams of the slow and upload clients (the idle clients' are their index), so
+/// that every client draws its own sequence from the run's seed.
+const SLOW_STREAMS: u64 = 1 << 32;
+const UPLOAD_STREAMS: u64 = 2 << 32;
+
+/// One request: its bytes, and the body its 200 must carry (`None`: any body).
+struct Call {
+    request: Vec<u8>,
+    /// How much of `request` is sent at once; the rest is an upload's body, sent at the pace of
+    /// a slow uplink (see [`exchange`]).
+    at_once: usize,
+    expect: Option<Vec<u8>>,
+    /// The length of its body (de-chunked), for the report.
+    body_len: u64,
+}
+
+impl Call {
+    /// `GET /`, answered on the server's loop; any body.
+    fn hello() -> Call {
+        Call {
+            request: REQ_KEEPALIVE.to_vec(),
+            at_once: REQ_KEEPALIVE.len(),
+            expect: None,
+            body_len: 0,
+        }
+    }
+
+    /// `GET /sleep?ms=N` with N drawn from [`SLOW_MS`]; the answer is `slept N ms`.
+    fn sleep(rng: &mut Rng) -> Call {
+        let ms = rng.between_u64(SLOW_MS.0, SLOW_MS.1);
+        let request = format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: lameduck\r\n\r\n").into_bytes();
+        Call {
+            at_once: request.len(),
+            request,
+            expect: Some(format!("slept {ms} ms\n").into_bytes()),
+            body_len: 0,
+        }
+    }
+
+    /// `POST /upload` with a body of [`UPLOAD_BYTES`], chunked one time in [`CHUNKED_ONE_IN`];
+    /// the answer is `bytes=N`. The head is sent at once, the body at the uplink's pace.
+    fn upload(rng: &mut Rng) -> Call {
+        let len = rng.between_u64(UPLOAD_BYTES.0 as u64, UPLOAD_BYTES.1 as u64) as usize;
+        let mut request = b"POST /upload HTTP/1.1\r\nHost: lameduck\r\n".to_vec();
+        let at_once;
+        if rng.next() % CHUNKED_ONE_IN == 0 {
+            request.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+            at_once = request.len();
+            let mut left = len;
+            while left > 0 {
+                let chunk = (rng.between_u64(CHUNK_BYTES.0 as u64, CHUNK_BYTES.1 as u64) as usize)
+                    .min(left);
+                let _ = write!(request, "{chunk:x}\r\n");
+                request.resize(request.len() + chunk, b'u');
+                request.extend_from_slice(b"\r\n");
+                left -= chunk;
+            }
+            request.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            let _ = write!(request, "Content-Length: {len}\r\n\r\n");
+            at_once = request.len();
+            request.resize(request.len() + len, b'u');
+        }
+        Call {
+            request,
+            at_once,
+            expect: Some(format!("bytes={len}\n").into_bytes()),
+            body_len: len as u64,
+        }
+    }
+}
+
+/// A busy keep-alive client: one connection reused back to back until the server ends it,
+/// each request made by `next`.
+fn busy_client(id: &str, ctx: &Ctx, stats: &Persistent, mut next: impl FnMut() -> Call) {
     let mut conn = None;
     while !ctx.stop.load(Relaxed) {
-        persistent_request(id, ctx, &ctx.stats.keepalive, &mut conn);
+        persistent_request(id, ctx, stats, &mut conn, &next());
     }
 }
 
@@ -457,7 +627,7 @@ fn keepalive_client(id: &str, ctx: &Ctx) {
 fn idle_client(id: &str, ctx: &Ctx, mut rng: Rng) {
     let mut conn = None;
     while !ctx.stop.load(Relaxed) {
-        persistent_request(id, ctx, &ctx.stats.idle, &mut conn);
+        persistent_request(id, ctx, &ctx.stats.idle, &mut conn, &Call::hello());
         if !ctx.think(rng.between(ctx.think.0, ctx.think.1)) {
             break;
         }
@@ -469,7 +639,7 @@ fn idle_client(id: &str, ctx: &Ctx, mut rng: Rng) {
 fn aimed_client(id: &str, ctx: &Ctx, mut rng: Rng, (lo, hi): (i64, i64)) {
     let mut conn = None;
     let mut seen = 0;
-    persistent_request(id, ctx, &ctx.stats.idle, &mut conn);
+    persistent_request(id, ctx, &ctx.stats.idle, &mut conn, &Call::hello());
     while let Some((generation, drain_expected)) = ctx.wait_aim(seen) {
         seen = generation;
         let offset = rng.between_i64(lo, hi);
@@ -489,7 +659,7 @@ fn aimed_client(id: &str, ctx: &Ctx, mut rng: Rng, (lo, hi): (i64, i64)) {
             None => -((drain_expected - now).as_micros() as i64),
         };
         let (outcome, closed_after_write) =
-            persistent_request_timed(id, ctx, &ctx.stats.idle, &mut conn);
+            persistent_request_timed(id, ctx, &ctx.stats.idle, &mut conn, &Call::hello());
         ctx.stats
             .shots
             .lock()
@@ -502,15 +672,21 @@ fn aimed_client(id: &str, ctx: &Ctx, mut rng: Rng, (lo, hi): (i64, i64)) {
             });
         // The old server is in maintenance by now, so this lands on the next one to be replaced.
         if conn.is_none() {
-            persistent_request(id, ctx, &ctx.stats.idle, &mut conn);
+            persistent_request(id, ctx, &ctx.stats.idle, &mut conn, &Call::hello());
         }
     }
 }
 
 /// One request of a keep-alive client: the idle check on the held connection (if any), a new
 /// connection if there is none left, then the committed exchange. See the module doc for the rule.
-fn persistent_request(id: &str, ctx: &Ctx, stats: &Persistent, conn: &mut Option<Held>) -> Outcome {
-    persistent_request_timed(id, ctx, stats, conn).0
+fn persistent_request(
+    id: &str,
+    ctx: &Ctx,
+    stats: &Persistent,
+    conn: &mut Option<Held>,
+    call: &Call,
+) -> Outcome {
+    persistent_request_timed(id, ctx, stats, conn, call).0
 }
 
 /// [`persistent_request`], also returning, for a request closed under it, how long after its
@@ -520,6 +696,7 @@ fn persistent_request_timed(
     ctx: &Ctx,
     stats: &Persistent,
     conn: &mut Option<Held>,
+    call: &Call,
 ) -> (Outcome, Option<Duration>) {
     let mut reused = None;
     let mut outcome = Outcome::Fresh;
@@ -565,16 +742,20 @@ fn persistent_request_timed(
         },
     };
     let is_reuse = evidence.is_some();
-    // From here on the request is committed: anything but a complete 200 is a failure.
+    // From here on the request is committed: anything but a complete 200 with the right answer
+    // is a failure.
     let wrote = Instant::now();
-    let result = exchange(&mut s, REQ_KEEPALIVE);
+    let result = exchange(&mut s, &call.request, call.at_once);
     let ended = wrote.elapsed();
     match result {
         Ok(r) => {
-            if r.status == 200 {
-                stats.ok.fetch_add(1, Relaxed);
-            } else {
-                ctx.fail(id, at, Kind::Non200, format!("status {}", r.status));
+            let served = ctx.judge(&r, call.expect.as_deref());
+            match &served {
+                Ok(()) => {
+                    stats.ok.fetch_add(1, Relaxed);
+                    ctx.stats.upload_bytes.fetch_add(call.body_len, Relaxed);
+                }
+                Err((kind, detail)) => ctx.fail(id, at, *kind, detail.clone()),
             }
             if r.close {
                 stats.told_close.fetch_add(1, Relaxed);
@@ -584,7 +765,7 @@ fn persistent_request_timed(
                     idle_since: Instant::now(),
                 });
             }
-            let outcome = match (is_reuse, r.status == 200, r.close) {
+            let outcome = match (is_reuse, served.is_ok(), r.close) {
                 (false, _, _) => outcome,
                 (true, false, _) => Outcome::ReusedFailed,
                 (true, true, true) => Outcome::ReusedToldClose,
@@ -630,11 +811,10 @@ fn newconn_client(id: &str, ctx: &Ctx) {
                 continue;
             }
         };
-        match exchange(&mut s, REQ_CLOSE) {
-            Ok(r) if r.status == 200 => {
+        match exchange(&mut s, REQ_CLOSE, REQ_CLOSE.len()).and_then(|r| ctx.judge(&r, None)) {
+            Ok(()) => {
                 ctx.stats.ok_newconn.fetch_add(1, Relaxed);
             }
-            Ok(r) => ctx.fail(id, at, Kind::Non200, format!("status {}", r.status)),
             Err((kind, detail)) => ctx.fail(id, at, kind, detail),
         }
     }
@@ -675,7 +855,8 @@ fn idle_check(s: &TcpStream) -> Idle {
     state
 }
 
-/// A small seeded generator (splitmix64) for think times: no dependency, and a run can be replayed.
+/// A small seeded generator (splitmix64) for think times, sleeps and body sizes: no dependency,
+/// and a run can be replayed.
 struct Rng(u64);
 
 impl Rng {
@@ -698,6 +879,11 @@ impl Rng {
     }
 
     /// Uniform in `[lo, hi]`.
+    fn between_u64(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi.saturating_sub(lo) + 1)
+    }
+
+    /// Uniform in `[lo, hi]`.
     fn between_i64(&mut self, lo: i64, hi: i64) -> i64 {
         let span = hi.saturating_sub(lo).max(0).unsigned_abs();
         lo + (self.next() % (span + 1)) as i64
@@ -709,15 +895,32 @@ struct Response {
     status: u16,
     /// The server will close the connection after this response.
     close: bool,
+    body: Vec<u8>,
 }
 
 type Failed = (Kind, String);
 
-/// Writes one request and reads exactly one complete response.
-fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<Response, Failed> {
-    s.write_all(req)
-        .map_err(|e| (Kind::of(&e), format!("write: {e}")))?;
-    read_response(s)
+/// Writes one request and reads exactly one complete response: the first `at_once` bytes in one
+/// write, the rest (an upload's body) in [`UPLOAD_PIECE`]s, one every [`UPLOAD_PIECE_EVERY`].
+///
+/// A peer may answer before it has read the whole request and close (HAProxy's 503 when it has
+/// no server, a 413): the write then fails, but the answer may be waiting, so it is read before
+/// the write error is reported, as an HTTP client does.
+fn exchange(s: &mut TcpStream, req: &[u8], at_once: usize) -> Result<Response, Failed> {
+    let (head, body) = req.split_at(at_once.min(req.len()));
+    let mut written = s.write_all(head);
+    for piece in body.chunks(UPLOAD_PIECE) {
+        if written.is_err() {
+            break;
+        }
+        // The modelled uplink, not a synchronisation: the client has no faster link.
+        std::thread::sleep(UPLOAD_PIECE_EVERY);
+        written = s.write_all(piece);
+    }
+    match written {
+        Ok(()) => read_response(s),
+        Err(e) => read_response(s).map_err(|_| (Kind::of(&e), format!("write: {e}"))),
+    }
 }
 
 /// Reads one response: head up to the blank line, then `Content-Length` bytes of body (or, with no
@@ -725,7 +928,8 @@ fn exchange(s: &mut TcpStream, req: &[u8]) -> Result<Response, Failed> {
 fn read_response(s: &mut TcpStream) -> Result<Response, Failed> {
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
-    let mut head: Option<(Response, Option<usize>)> = None;
+    // Once the head is in: the response, where its body starts, and where it ends (None: at EOF).
+    let mut head: Option<(Response, usize, Option<usize>)> = None;
     loop {
         let n = match s.read(&mut chunk) {
             Ok(n) => n,
@@ -739,7 +943,11 @@ fn read_response(s: &mut TcpStream) -> Result<Response, Failed> {
         };
         if n == 0 {
             return match head {
-                Some((r, None)) => Ok(r), // body delimited by EOF
+                // The body is delimited by EOF.
+                Some((r, start, None)) => Ok(Response {
+                    body: buf[start..].to_vec(),
+                    ..r
+                }),
                 _ => Err((Kind::Eof, format!("EOF after {} response bytes", buf.len()))),
             };
         }
@@ -747,14 +955,18 @@ fn read_response(s: &mut TcpStream) -> Result<Response, Failed> {
         if head.is_none() {
             if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 let (r, len) = parse_head(&buf[..end])?;
-                head = Some((r, len.map(|l| end + 4 + l)));
+                let start = end + 4;
+                head = Some((r, start, len.map(|l| start + l)));
             }
         }
-        if let Some((r, Some(total))) = head.take() {
-            if buf.len() >= total {
-                return Ok(r);
+        if let Some((r, start, Some(end))) = &head {
+            if buf.len() >= *end {
+                return Ok(Response {
+                    status: r.status,
+                    close: r.close,
+                    body: buf[*start..*end].to_vec(),
+                });
             }
-            head = Some((r, Some(total)));
         }
     }
 }
@@ -805,5 +1017,13 @@ fn parse_head(head: &[u8]) -> Result<(Response, Option<usize>), Failed> {
             "keep-alive response without Content-Length".to_string(),
         ));
     }
-    Ok((Response { status, close }, len))
+    let body = Vec::new();
+    Ok((
+        Response {
+            status,
+            close,
+            body,
+        },
+        len,
+    ))
 }

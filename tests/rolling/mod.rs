@@ -1,19 +1,26 @@
-//! Rolling-update harness: real lameduck processes behind a real HAProxy, under continuous load.
+//! Rolling-update harness: real server processes behind a real HAProxy, under continuous load.
 //!
 //! # Layout
 //!
 //! - `mod.rs` (this file): the run itself, [`RunConfig`] in, [`Report`] out, and the report format.
 //! - `haproxy.rs`: starts HAProxy on loopback and drives it through its runtime API.
-//! - `haproxy.cfg`: the HAProxy template (L4 `mode tcp`, `/health` checks, no retries, no redispatch).
-//! - `pod.rs`: one lameduck process (spawn on port 0, learn the port from its log, signal, reap).
-//! - `load.rs`: the busy keep-alive, new-connection and idle keep-alive clients, and the rule for
-//!   what a failure is (and what a connection closed between two requests is).
-//! - `long.sh`: the long run (>= 10 restarts per mode, both modes, a results table).
+//! - `haproxy.cfg`: the HAProxy template (L4 `mode tcp` or L7 `mode http` with pooled server
+//!   connections, `/health` checks, no retries, no redispatch).
+//! - `pod.rs`: one server process (spawn on port 0, learn the port from its log, signal, reap).
+//! - `load.rs`: the busy keep-alive, new-connection, idle keep-alive, slow-request and upload
+//!   clients, and the rule for what a failure is (and what a connection closed between two
+//!   requests is).
+//! - `long.sh`: the long run (>= 10 restarts per run, both proxy modes, default and naive, a
+//!   results table).
+//!
+//! The server is `examples/slow_work.rs`: lameduck's server with a pool of worker threads behind
+//! `/sleep` and `/upload`, so that slow work and request bodies are in flight at every SIGTERM.
 //!
 //! # The model
 //!
-//! Kubernetes, one replica, `maxSurge: 1, maxUnavailable: 0`, kube-proxy as an L4 balancer. Each
-//! replacement:
+//! Kubernetes, one replica, `maxSurge: 1, maxUnavailable: 0`, with kube-proxy as an L4 balancer
+//! ([`Mode::Tcp`]) or an ingress controller keeping pooled connections to the pods
+//! ([`Mode::Http`]). Each replacement:
 //!
 //! 1. starts the new process on a free port (`--port 0`, its port read from `event=listening`),
 //!    points the free HAProxy slot at it and lets it in; waits until HAProxy's own `/health` check
@@ -23,8 +30,9 @@
 //!    plain timer (this timer *is* the model of that lag, not a synchronisation guess) and then puts
 //!    the old slot into maintenance;
 //! 3. waits for the old process to exit by itself within the grace period (SIGKILL after it, like
-//!    the kubelet), recording exit code and stop time, and reads its `event=drain` line: when DRAIN
-//!    started and how many idle keep-alive connections it closed gently (the idle clients' share).
+//!    the kubelet), recording exit code and stop time, and reads its `event=drain` line (when
+//!    DRAIN started, how many idle keep-alive connections it closed gently, how many answers were
+//!    still pending) and its `event=exit` line (requests finished after the signal, abandoned).
 //!
 //! Everything else is synchronised by reading state: the server's log line, HAProxy's `show stat`,
 //! the child's exit status, the clients' counters. Every wait has a deadline.
@@ -42,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use haproxy::{Checks, find as find_haproxy};
+pub use haproxy::{Checks, Mode, find as find_haproxy};
 use haproxy::{Haproxy, SLOTS};
 pub use load::Kind;
 use load::{Load, LoadConfig, Outcome, PersistentCounts, Shot};
@@ -65,12 +73,15 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// One harness run.
 #[derive(Clone, Debug)]
 pub struct RunConfig {
-    /// Name in the report ("default", "naive").
+    /// Name in the report ("default", "naive", "http-default", ...).
     pub label: String,
-    /// The lameduck binary.
-    pub lameduck: PathBuf,
+    /// The server program: takes the flags of `lameduck serve` and, if there are slow or upload
+    /// clients, serves `/sleep` and `/upload` (`examples/slow_work.rs`).
+    pub server: PathBuf,
     /// The haproxy binary.
     pub haproxy: PathBuf,
+    /// How HAProxy balances: L4 (kube-proxy) or L7 with pooled server connections (ingress).
+    pub proxy: Mode,
     /// Number of rolling replacements.
     pub restarts: usize,
     /// `--shutdown-delay` to pass; `None` runs lameduck with its default (5 s).
@@ -87,6 +98,10 @@ pub struct RunConfig {
     pub newconn_clients: usize,
     /// Idle keep-alive clients (one connection, a think time between requests).
     pub idle_clients: usize,
+    /// Slow-request clients (`GET /sleep?ms=N`, back to back on one connection).
+    pub slow_clients: usize,
+    /// Upload clients (`POST /upload`, back to back on one connection).
+    pub upload_clients: usize,
     /// The idle clients' think time range; its top must exceed the lame-duck delay, or no
     /// connection is idle when DRAIN starts (see `load.rs`).
     pub think: (Duration, Duration),
@@ -100,6 +115,12 @@ pub struct RunConfig {
 }
 
 impl RunConfig {
+    /// Whether slow requests can still be running on the old process when its DRAIN starts: the
+    /// old process gets requests until the lag ends, and the slowest takes [`load::SLOW_MS`].
+    pub fn slow_work_outlasts_window(&self) -> bool {
+        self.slow_clients > 0 && self.delay() < self.lag + Duration::from_millis(load::SLOW_MS.1)
+    }
+
     /// The lame-duck delay the processes run with (lameduck's default is 5 s).
     fn delay(&self) -> Duration {
         let Some(d) = self.shutdown_delay.as_deref() else {
@@ -146,9 +167,18 @@ pub struct Restart {
     pub sessions_after_sigterm: u64,
     /// Of those, how many HAProxy failed to connect (the old process refused them).
     pub connect_errors_after_sigterm: u64,
+    /// `mode http`: requests HAProxy sent to the old process over a pooled connection after SIGTERM.
+    pub reuses_after_sigterm: u64,
+    /// Response errors on the old process after SIGTERM (`mode http`: each one is a 502).
+    pub response_errors_after_sigterm: u64,
+    /// `mode http`: idle connections HAProxy held to the old process when the lag ended (just
+    /// before maintenance), and just after HAProxy reported MAINT.
+    pub pooled_at_maint: (u64, u64),
     pub exit: Exit,
     /// The old process's `event=drain` line, if it logged one.
     pub drain: Option<Drain>,
+    /// The old process's `event=exit` line, if it logged one.
+    pub exit_line: Option<ExitLine>,
 }
 
 /// What the old process said when DRAIN started.
@@ -160,6 +190,20 @@ pub struct Drain {
     pub open: u64,
     /// Of those, idle keep-alive connections: each is half-closed at once.
     pub idle: u64,
+    /// Of those, connections in the middle of a request (its body still arriving, or its
+    /// answer pending): the drain waits for them.
+    pub active: u64,
+    /// Of the active ones, those whose handler still owed an answer.
+    pub pending: u64,
+}
+
+/// What the old process said when it exited.
+#[derive(Clone, Copy, Debug)]
+pub struct ExitLine {
+    /// Requests answered after the signal (in ANNOUNCE and DRAIN).
+    pub served_after_signal: u64,
+    /// Answers given up at FORCE (must be 0: the drain timeout is far above the slowest request).
+    pub abandoned: u64,
 }
 
 /// Everything a run measured.
@@ -172,8 +216,17 @@ pub struct Report {
     pub t0_wall: SystemTime,
     pub keepalive: PersistentCounts,
     pub idle: PersistentCounts,
+    pub slow: PersistentCounts,
+    pub upload: PersistentCounts,
     pub ok_newconn: u64,
+    /// Body bytes of the answered uploads.
+    pub upload_bytes: u64,
     pub failed: BTreeMap<Kind, u64>,
+    /// The `non200` failures by status.
+    pub statuses: BTreeMap<u16, u64>,
+    /// `mode http`: HAProxy's log line for every request that went wrong (status >= 500 or an
+    /// abort), in the `log-format` of `haproxy.cfg` (status, termination state, server, timers).
+    pub proxy_errors: Vec<String>,
     pub failures: Vec<load::Failure>,
     /// The aimed mode's shots (empty otherwise).
     pub shots: Vec<Shot>,
@@ -198,13 +251,14 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         let what = what.to_string();
         move |e: std::io::Error| format!("{what}: {e}")
     };
-    let lb = Haproxy::start(&cfg.haproxy, scratch, cfg.checks).map_err(err("start haproxy"))?;
+    let lb = Haproxy::start(&cfg.haproxy, scratch, cfg.proxy, cfg.checks)
+        .map_err(err("start haproxy"))?;
     let args = cfg.server_args();
 
     let mut slot = 0;
     let mut current =
-        Pod::spawn(&cfg.lameduck, scratch, 0, &args).map_err(err("start first lameduck"))?;
-    bring_up(&lb, SLOTS[slot], &current).map_err(err("first lameduck up"))?;
+        Pod::spawn(&cfg.server, scratch, 0, &args).map_err(err("start first server"))?;
+    bring_up(&lb, SLOTS[slot], &current).map_err(err("first server up"))?;
 
     let t0 = Instant::now();
     let t0_wall = SystemTime::now();
@@ -214,6 +268,8 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
             keepalive: cfg.keepalive_clients,
             newconn: cfg.newconn_clients,
             idle: cfg.idle_clients,
+            slow: cfg.slow_clients,
+            upload: cfg.upload_clients,
             think: cfg.think,
             seed: cfg.seed,
             aim: cfg.aim,
@@ -225,9 +281,8 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
     let mut restarts = Vec::new();
     for index in 1..=cfg.restarts {
         let new_slot = 1 - slot;
-        let new =
-            Pod::spawn(&cfg.lameduck, scratch, index, &args).map_err(err("start lameduck"))?;
-        let new_up_after = bring_up(&lb, SLOTS[new_slot], &new).map_err(err("new lameduck up"))?;
+        let new = Pod::spawn(&cfg.server, scratch, index, &args).map_err(err("start server"))?;
+        let new_up_after = bring_up(&lb, SLOTS[new_slot], &new).map_err(err("new server up"))?;
 
         let before = lb.server(SLOTS[slot]).map_err(err("show stat"))?;
         let term = Instant::now();
@@ -246,9 +301,11 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         if let Some(rest) = lag_end.checked_duration_since(Instant::now()) {
             std::thread::sleep(rest);
         }
+        let pooled_before = lb.server(SLOTS[slot]).map_err(err("show stat"))?.idle_conns;
         lb.maint(SLOTS[slot]).map_err(err("maint"))?;
         lb.wait_status(SLOTS[slot], "MAINT", UP_TIMEOUT)
             .map_err(err("old slot to MAINT"))?;
+        let pooled_after = lb.server(SLOTS[slot]).map_err(err("show stat"))?.idle_conns;
 
         let exit = match early_exit {
             Some(exit) => exit,
@@ -261,6 +318,9 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         let drain = current
             .log_line("event=exit", "event=drain", LOG_FLUSH_TIMEOUT)
             .map(|line| parse_drain(&line, t0_wall));
+        let exit_line = current
+            .log_line("event=exit", "event=exit", LOG_FLUSH_TIMEOUT)
+            .map(|line| parse_exit(&line));
         restarts.push(Restart {
             index,
             old_pid: current.pid,
@@ -272,8 +332,14 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
             connect_errors_after_sigterm: after
                 .connect_errors
                 .saturating_sub(before.connect_errors),
+            reuses_after_sigterm: after.reuses.saturating_sub(before.reuses),
+            response_errors_after_sigterm: after
+                .response_errors
+                .saturating_sub(before.response_errors),
+            pooled_at_maint: (pooled_before, pooled_after),
             exit,
             drain,
+            exit_line,
         });
         current = new;
         slot = new_slot;
@@ -284,7 +350,14 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
     // Teardown, not measured: no client is left, so SIGINT (no announce phase) is enough.
     let _ = current.signal(libc::SIGINT);
     let _ = current.wait_exit(Instant::now(), TEARDOWN_TIMEOUT);
+    let proxy_log = lb.log_path().to_path_buf();
     drop(lb);
+    let proxy_errors = std::fs::read_to_string(proxy_log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("status="))
+        .map(str::to_string)
+        .collect();
 
     let failures = std::mem::take(&mut *stats.failures.lock().unwrap_or_else(|p| p.into_inner()));
     let shots = std::mem::take(&mut *stats.shots.lock().unwrap_or_else(|p| p.into_inner()));
@@ -294,8 +367,13 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         t0_wall,
         keepalive: stats.keepalive.snapshot(),
         idle: stats.idle.snapshot(),
+        slow: stats.slow.snapshot(),
+        upload: stats.upload.snapshot(),
         ok_newconn: stats.ok_newconn.load(Relaxed),
+        upload_bytes: stats.upload_bytes.load(Relaxed),
         failed: Kind::ALL.iter().map(|&k| (k, stats.failed_of(k))).collect(),
+        statuses: std::mem::take(&mut *stats.statuses.lock().unwrap_or_else(|p| p.into_inner())),
+        proxy_errors,
         failures,
         shots,
         restarts,
@@ -325,21 +403,37 @@ fn wait_requests(load: &Load, n: u64, timeout: Duration) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads `open=`, `idle=` and `ts=` from an `event=drain` line; the timestamp becomes a time
-/// since the load's start (millisecond precision, like the log).
+/// The value of `name=` in a log line.
+fn field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The number in `name=` of a log line (0 if missing).
+fn count(line: &str, name: &str) -> u64 {
+    field(line, name).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// Reads `open=`, `idle=`, `active=`, `pending=` and `ts=` from an `event=drain` line; the timestamp becomes
+/// a time since the load's start (millisecond precision, like the log).
 fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))
-    };
-    let num = |name: &str| field(name).and_then(|v| v.parse().ok()).unwrap_or(0);
-    let at = field("ts")
+    let at = field(line, "ts")
         .and_then(parse_rfc3339_millis)
         .and_then(|ts| ts.duration_since(t0_wall).ok());
     Drain {
         at,
-        open: num("open"),
-        idle: num("idle"),
+        open: count(line, "open"),
+        idle: count(line, "idle"),
+        active: count(line, "active"),
+        pending: count(line, "pending"),
+    }
+}
+
+/// Reads `served_after_signal=` and `abandoned=` from an `event=exit` line.
+fn parse_exit(line: &str) -> ExitLine {
+    ExitLine {
+        served_after_signal: count(line, "served_after_signal"),
+        abandoned: count(line, "abandoned"),
     }
 }
 
@@ -391,7 +485,64 @@ fn write_failure(o: &mut String, f: &load::Failure) {
 
 impl Report {
     pub fn requests(&self) -> u64 {
-        self.keepalive.ok + self.idle.ok + self.ok_newconn + self.failures_total()
+        let ok: u64 = self.persistent().iter().map(|(_, p)| p.ok).sum();
+        ok + self.ok_newconn + self.failures_total()
+    }
+
+    /// The counters of every client kind that reuses its connection, with its name.
+    fn persistent(&self) -> [(&'static str, &PersistentCounts); 4] {
+        [
+            ("keep-alive", &self.keepalive),
+            ("idle keep-alive", &self.idle),
+            ("slow", &self.slow),
+            ("upload", &self.upload),
+        ]
+    }
+
+    /// Reused connections found reset (not closed gently) by the idle check, all kinds.
+    pub fn reset_before_reuse(&self) -> u64 {
+        let kinds = self.persistent();
+        kinds.iter().map(|(_, p)| p.reset_before_reuse).sum()
+    }
+
+    /// Answers still owed when the old processes' DRAIN started: work the drain waited for.
+    pub fn pending_at_drain(&self) -> u64 {
+        self.restarts
+            .iter()
+            .filter_map(|r| r.drain.map(|d| d.pending))
+            .sum()
+    }
+
+    /// Requests in flight (body arriving or answer pending) when the old processes' DRAIN
+    /// started: everything the drain waited for.
+    pub fn active_at_drain(&self) -> u64 {
+        self.restarts
+            .iter()
+            .filter_map(|r| r.drain.map(|d| d.active))
+            .sum()
+    }
+
+    /// Requests the old processes answered after their SIGTERM, and answers they abandoned.
+    pub fn after_signal(&self) -> (u64, u64) {
+        let lines = self.restarts.iter().filter_map(|r| r.exit_line);
+        lines.fold((0, 0), |(served, abandoned), e| {
+            (served + e.served_after_signal, abandoned + e.abandoned)
+        })
+    }
+
+    /// HAProxy's error log lines (`mode http`) counted by status and termination state, e.g.
+    /// `502 SH--`.
+    pub fn proxy_errors_by_cause(&self) -> BTreeMap<String, u64> {
+        let mut by = BTreeMap::new();
+        for line in &self.proxy_errors {
+            let cause = format!(
+                "{} {}",
+                field(line, "status").unwrap_or("?"),
+                field(line, "term").unwrap_or("?")
+            );
+            *by.entry(cause).or_default() += 1;
+        }
+        by
     }
 
     /// Idle keep-alive connections the old processes closed when their DRAIN started.
@@ -402,9 +553,10 @@ impl Report {
             .sum()
     }
 
-    /// Requests written on a reused connection that then ended under them (both keep-alive kinds).
+    /// Requests written on a reused connection that then ended under them (all kinds).
     pub fn closed_under_request(&self) -> u64 {
-        self.keepalive.closed_under_request + self.idle.closed_under_request
+        let kinds = self.persistent();
+        kinds.iter().map(|(_, p)| p.closed_under_request).sum()
     }
 
     pub fn failures_total(&self) -> u64 {
@@ -436,10 +588,12 @@ impl Report {
         let c = &self.config;
         let mut o = String::new();
         let delay = c.shutdown_delay.as_deref().unwrap_or("default (5s)");
+        let server = c.server.file_name().unwrap_or_default().to_string_lossy();
         let _ = writeln!(
             o,
-            "== rolling update [{}]: {} restarts, --shutdown-delay {delay}, --grace-period {:?}, lag {:?}, checks inter {:?} fall {} rise {}, clients {} keep-alive + {} new-connection + {} idle keep-alive (think {:?}..{:?}, seed {}) ==",
+            "== rolling update [{}]: {server} behind HAProxy mode {}, {} restarts, --shutdown-delay {delay}, --grace-period {:?}, lag {:?}, checks inter {:?} fall {} rise {}, clients {} keep-alive + {} new-connection + {} idle keep-alive (think {:?}..{:?}) + {} slow ({}..{} ms) + {} upload ({}..{} bytes), seed {} ==",
             c.label,
+            c.proxy.name(),
             c.restarts,
             c.grace_period,
             c.lag,
@@ -451,6 +605,12 @@ impl Report {
             c.idle_clients,
             c.think.0,
             c.think.1,
+            c.slow_clients,
+            load::SLOW_MS.0,
+            load::SLOW_MS.1,
+            c.upload_clients,
+            load::UPLOAD_BYTES.0,
+            load::UPLOAD_BYTES.1,
             c.seed
         );
         let t0 = self
@@ -460,56 +620,95 @@ impl Report {
             .as_secs_f64();
         let _ = writeln!(
             o,
-            "requests: {} in {:.1}s (load start = unix {t0:.3}; keep-alive ok {} on {} connections, new-connection ok {}, idle keep-alive ok {} on {} connections)",
+            "requests: {} in {:.1}s (load start = unix {t0:.3}; keep-alive ok {} on {} connections, new-connection ok {}, idle keep-alive ok {} on {} connections, slow ok {} on {} connections, upload ok {} ({:.0} MiB) on {} connections)",
             self.requests(),
             self.duration.as_secs_f64(),
             self.keepalive.ok,
             self.keepalive.conns,
             self.ok_newconn,
             self.idle.ok,
-            self.idle.conns
+            self.idle.conns,
+            self.slow.ok,
+            self.slow.conns,
+            self.upload.ok,
+            self.upload_bytes as f64 / (1024.0 * 1024.0),
+            self.upload.conns
         );
         let kinds: Vec<String> = self
             .failed
             .iter()
             .map(|(k, n)| format!("{} {n}", k.name()))
             .collect();
+        let statuses: Vec<String> = self
+            .statuses
+            .iter()
+            .map(|(s, n)| format!("{s} x{n}"))
+            .collect();
         let _ = writeln!(
             o,
-            "failures: {} ({}); of these, closed under a written request on a reused connection: {} (keep-alive {}, idle keep-alive {})",
+            "failures: {} ({}; non200 by status: {}); of these, closed under a written request on a reused connection: {}",
             self.failures_total(),
             kinds.join(", "),
+            if statuses.is_empty() {
+                "-".to_string()
+            } else {
+                statuses.join(", ")
+            },
             self.closed_under_request(),
-            self.keepalive.closed_under_request,
-            self.idle.closed_under_request
         );
-        for (name, p) in [
-            ("keep-alive", &self.keepalive),
-            ("idle keep-alive", &self.idle),
-        ] {
+        for (name, p) in self.persistent() {
             let _ = writeln!(
                 o,
-                "{name} connections, not failures: closed while idle, detected before reuse {}; reset while idle {}; unsolicited bytes {}; ended by Connection: close {}; reused after the idle check {}",
-                p.closed_before_reuse, p.reset_before_reuse, p.unsolicited, p.told_close, p.reused
+                "{name} connections, not failures: closed while idle, detected before reuse {}; reset while idle {}; unsolicited bytes {}; ended by Connection: close {}; reused after the idle check {}; closed under a written request (failures) {}",
+                p.closed_before_reuse,
+                p.reset_before_reuse,
+                p.unsolicited,
+                p.told_close,
+                p.reused,
+                p.closed_under_request
+            );
+        }
+        let (served_after, abandoned) = self.after_signal();
+        let _ = writeln!(
+            o,
+            "old processes: idle keep-alive connections closed by DRAIN {}; requests in flight at DRAIN (waited for) {}, of which answers pending {}; requests answered after SIGTERM {}; abandoned {}",
+            self.idle_at_drain(),
+            self.active_at_drain(),
+            self.pending_at_drain(),
+            served_after,
+            abandoned
+        );
+        if c.proxy == Mode::Http {
+            let causes: Vec<String> = self
+                .proxy_errors_by_cause()
+                .iter()
+                .map(|(cause, n)| format!("{cause} x{n}"))
+                .collect();
+            let _ = writeln!(
+                o,
+                "HAProxy error log (status termination-state): {}",
+                if causes.is_empty() {
+                    "none".to_string()
+                } else {
+                    causes.join(", ")
+                }
             );
         }
         let _ = writeln!(
             o,
-            "idle keep-alive connections closed by the old processes' DRAIN: {}",
-            self.idle_at_drain()
-        );
-        let _ = writeln!(
-            o,
-            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>23} | {:>14} | {:>9} | {:>10} | {:>18} | {:>9} | {:>8}",
+            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>24} | {:>17} | {:>9} | {:>9} | {:>8}",
             "#",
             "old pid",
             "ports old>new",
             "new UP in",
             "SIGTERM @",
-            "conns to old after TERM",
-            "refused by old",
+            "to old after TERM",
+            "refused",
+            "reused / resp err",
+            "pooled at MAINT",
             "DRAIN @",
-            "idle/open",
+            "idle/active/pending/open",
+            "served after TERM",
             "exit code",
             "stop time",
             "failures"
@@ -519,16 +718,16 @@ impl Report {
                 .restarts
                 .get(i + 1)
                 .map_or(Duration::MAX, |n| n.sigterm_at);
-            let (drain_at, idle_open) = match r.drain {
+            let (drain_at, counts) = match r.drain {
                 Some(d) => (
                     d.at.map_or("?".to_string(), |a| format!("{:.3}s", a.as_secs_f64())),
-                    format!("{}/{}", d.idle, d.open),
+                    format!("{}/{}/{}/{}", d.idle, d.active, d.pending, d.open),
                 ),
                 None => ("-".to_string(), "-".to_string()),
             };
             let _ = writeln!(
                 o,
-                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>23} | {:>14} | {:>9} | {:>10} | {:>18} | {:>8.2}s | {:>8}",
+                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>24} | {:>17} | {:>9} | {:>8.2}s | {:>8}",
                 r.index,
                 r.old_pid,
                 format!("{}>{}", r.old_port, r.new_port),
@@ -536,12 +735,32 @@ impl Report {
                 r.sigterm_at.as_secs_f64(),
                 r.sessions_after_sigterm,
                 r.connect_errors_after_sigterm,
+                format!(
+                    "{} / {}",
+                    r.reuses_after_sigterm, r.response_errors_after_sigterm
+                ),
+                format!("{} > {}", r.pooled_at_maint.0, r.pooled_at_maint.1),
                 drain_at,
-                idle_open,
+                counts,
+                r.exit_line
+                    .map_or("-".to_string(), |e| e.served_after_signal.to_string()),
                 r.exit.describe(),
                 r.exit.after.as_secs_f64(),
                 self.failures_between(r.sigterm_at, until)
             );
+        }
+        if (self.failures.len() as u64) < self.failures_total() {
+            let _ = writeln!(
+                o,
+                "(the failures column counts only the {} failures recorded in full)",
+                self.failures.len()
+            );
+        }
+        if !self.proxy_errors.is_empty() {
+            let _ = writeln!(o, "first HAProxy error log lines:");
+            for line in self.proxy_errors.iter().take(15) {
+                let _ = writeln!(o, "  {line}");
+            }
         }
         if !self.failures.is_empty() {
             let _ = writeln!(o, "first failures (t = request start since load start):");
@@ -718,26 +937,36 @@ impl Report {
         o
     }
 
-    /// One machine-readable line for `long.sh`.
+    /// One machine-readable line for `long.sh`: `key=value` pairs, lists joined by commas
+    /// (`-` for an empty one).
     pub fn result_line(&self) -> String {
+        let list = |items: Vec<String>| {
+            if items.is_empty() {
+                "-".to_string()
+            } else {
+                items.join(",")
+            }
+        };
         let kinds: Vec<String> = self
             .failed
             .iter()
             .map(|(k, n)| format!("{}={n}", k.name()))
             .collect();
-        let exits: Vec<String> = self
-            .restarts
-            .iter()
-            .map(|r| r.exit.describe().replace(' ', "_"))
-            .collect();
-        let stops: Vec<String> = self
-            .restarts
-            .iter()
-            .map(|r| format!("{:.2}", r.exit.after.as_secs_f64()))
-            .collect();
+        let statuses = self.statuses.iter().map(|(s, n)| format!("{s}:{n}"));
+        let proxy_errors = (self.proxy_errors_by_cause().into_iter())
+            .map(|(cause, n)| format!("{}:{n}", cause.replace(' ', "_")));
+        let exits = (self.restarts.iter()).map(|r| r.exit.describe().replace(' ', "_"));
+        let stops = (self.restarts.iter()).map(|r| format!("{:.2}", r.exit.after.as_secs_f64()));
+        let closed_before_reuse: u64 = (self.persistent().iter())
+            .map(|(_, p)| p.closed_before_reuse)
+            .sum();
+        let reuses: u64 = self.restarts.iter().map(|r| r.reuses_after_sigterm).sum();
+        let pooled: u64 = self.restarts.iter().map(|r| r.pooled_at_maint.0).sum();
+        let (served_after, abandoned) = self.after_signal();
         format!(
-            "RESULT label={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} failures={} {} closed_under_request={} idle_closed_before_reuse={} keepalive_closed_before_reuse={} reset_before_reuse={} idle_at_drain={} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
+            "RESULT label={} proxy={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} slow_ok={} upload_ok={} upload_mib={:.0} failures={} {} statuses={} proxy_errors={} closed_under_request={} closed_before_reuse={} reset_before_reuse={} idle_at_drain={} active_at_drain={} pending_at_drain={} served_after_signal={served_after} abandoned={abandoned} reused_after_sigterm={reuses} pooled_at_maint={pooled} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
             self.config.label,
+            self.config.proxy.name(),
             self.restarts.len(),
             self.config.shutdown_delay.as_deref().unwrap_or("default"),
             self.config.lag,
@@ -745,15 +974,21 @@ impl Report {
             self.keepalive.ok,
             self.ok_newconn,
             self.idle.ok,
+            self.slow.ok,
+            self.upload.ok,
+            self.upload_bytes as f64 / (1024.0 * 1024.0),
             self.failures_total(),
             kinds.join(" "),
+            list(statuses.collect()),
+            list(proxy_errors.collect()),
             self.closed_under_request(),
-            self.idle.closed_before_reuse,
-            self.keepalive.closed_before_reuse,
-            self.keepalive.reset_before_reuse + self.idle.reset_before_reuse,
+            closed_before_reuse,
+            self.reset_before_reuse(),
             self.idle_at_drain(),
-            exits.join(","),
-            stops.join(","),
+            self.active_at_drain(),
+            self.pending_at_drain(),
+            list(exits.collect()),
+            list(stops.collect()),
             self.duration.as_secs_f64(),
             self.config.seed
         )

@@ -1,4 +1,5 @@
-//! One lameduck process standing in for a pod: spawn it, learn its port, signal it, wait for its exit.
+//! One server process standing in for a pod (lameduck, or a program built on it such as
+//! `examples/slow_work.rs`): spawn it, learn its port, signal it, wait for its exit.
 //!
 //! Start-up is synchronised on the server's first log line (`event=listening addr=...`), never on
 //! a sleep; the exit is awaited by polling the child with a deadline (the grace period), after which
@@ -19,7 +20,7 @@ const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the child is polled while waiting for its exit.
 const POLL_EVERY: Duration = Duration::from_millis(5);
 
-/// A running lameduck process; SIGKILLed and reaped on drop if still running (so a failing test
+/// A running server process; SIGKILLed and reaped on drop if still running (so a failing test
 /// leaves no stray servers behind).
 pub struct Pod {
     child: Child,
@@ -65,8 +66,9 @@ impl Exit {
 }
 
 impl Pod {
-    /// Spawns `bin serve --addr 127.0.0.1 --port 0 --live-file <dir>/pod-N.live <args>` and waits
-    /// for its `event=listening` line.
+    /// Spawns `bin --addr 127.0.0.1 --port 0 --live-file <dir>/pod-N.live <args>` and waits for
+    /// its `event=listening` line. `bin` takes the flags of `lameduck serve`: the `lameduck`
+    /// binary itself (`serve` is its default command) or a program built on it.
     ///
     /// The environment is cleared of `PORT` and `LAMEDUCK_*` so that "lameduck defaults" in a run
     /// really means the defaults, whatever the caller's shell exports.
@@ -74,7 +76,7 @@ impl Pod {
         let log = dir.join(format!("pod-{index}.log"));
         let live = dir.join(format!("pod-{index}.live"));
         let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--addr", "127.0.0.1", "--port", "0", "--live-file"])
+        cmd.args(["--addr", "127.0.0.1", "--port", "0", "--live-file"])
             .arg(&live)
             .args(args)
             .stdin(Stdio::null())
