@@ -2,8 +2,9 @@
 //! handlers on a worker pool, answers through reply handles): the lifecycle waits for work in
 //! flight, bounds it, and the loop never waits for it.
 //!
-//! `cargo test` builds the examples before it runs the tests, so the program is next to the
-//! `lameduck` binary, under `examples/`.
+//! Plain `cargo test` builds the examples before it runs the tests, so the program is next to
+//! the `lameduck` binary, under `examples/` (`cargo test --test handler` alone does not: build it
+//! first with `cargo build --example slow_work`).
 
 mod support;
 
@@ -21,7 +22,8 @@ fn slow_work() -> PathBuf {
     let path = bin.with_file_name("examples").join("slow_work");
     assert!(
         path.exists(),
-        "{} missing: run the tests with cargo test",
+        "{} missing: plain `cargo test` builds it; a single test file needs \
+         `cargo build --example slow_work` first",
         path.display()
     );
     path
