@@ -51,9 +51,8 @@ elif has lameduck-musl && [[ -z "${LAMEDUCK_MUSL_BIN:-}" ]]; then
 fi
 [[ -x "$LAMEDUCK_BIN" ]] || { echo "compare.sh: no lameduck binary at $LAMEDUCK_BIN" >&2; exit 1; }
 
-# Rust peers: their own manifest, their own target dir (never part of the root crate's build).
-echo "==> cargo build --release (benches/peers)" >&2
-env -u CARGO_TARGET_DIR cargo build --release --quiet --manifest-path "$peers/Cargo.toml"
+# The Rust peers and Go + chi.
+"$benches/build-peers.sh"
 
 # The floor: a minimal C epoll responder.
 if [[ ! -x "$out/floor" || "$peers/floor/floor.c" -nt "$out/floor" ]]; then
@@ -68,17 +67,8 @@ if [[ ! -f "$peers/target/alloccount.so" || "$benches/alloc/alloccount.c" -nt "$
     gcc -O2 -Wall -shared -fPIC -o "$peers/target/alloccount.so" "$benches/alloc/alloccount.c"
 fi
 
-# Go + chi, offline against Debian's packages (golang-go golang-github-go-chi-chi-dev).
-if has go-chi; then
-    if [[ ! -x "$out/peer-go-chi" || "$peers/go/main.go" -nt "$out/peer-go-chi" ]]; then
-        if command -v go >/dev/null && [[ -d /usr/share/gocode/src/github.com/go-chi/chi ]]; then
-            echo "==> go build (benches/peers/go)" >&2
-            (cd "$peers/go" && GO111MODULE=off GOPATH=/usr/share/gocode \
-                GOCACHE="${GOCACHE:-$peers/target/go-cache}" go build -o "$out/peer-go-chi" main.go)
-        else
-            drop go-chi "apt-get install golang-go golang-github-go-chi-chi-dev"
-        fi
-    fi
+if has go-chi && [[ ! -x "$out/peer-go-chi" ]]; then
+    drop go-chi "apt-get install golang-go golang-github-go-chi-chi-dev"
 fi
 
 if has nginx && [[ ! -x "${NGINX_BIN:-/usr/sbin/nginx}" ]]; then

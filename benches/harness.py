@@ -244,8 +244,9 @@ def port_is_free(port):
 # Server processes
 
 class Server:
-    def __init__(self, name, port, tag, extra_env=None):
-        self.name, self.port, self.spec = name, port, SERVERS[name]
+    def __init__(self, name, port, tag, extra_env=None, spec=None):
+        """`spec` (argv, stop, env, ...) defaults to SERVERS[name]; inflight.py passes its own."""
+        self.name, self.port, self.spec = name, port, spec or SERVERS[name]
         if not port_is_free(port):
             raise RuntimeError(f"port {port} is busy")
         env = dict(os.environ, **self.spec.get("env", {}), **(extra_env or {}))
@@ -315,14 +316,20 @@ class Server:
 # ---------------------------------------------------------------------------------------------
 # Load
 
-def run_wrk(port, conns, depth, duration):
+def run_wrk(port, conns, depth, duration, path="/", watch=None):
+    """Runs wrk; returns its JSON summary plus its own CPU time. `watch(proc)`, if given, is
+    called once wrk has started and may sample the server until `proc` exits."""
     script = BENCHES / "wrk" / ("pipeline.lua" if depth > 1 else "report.lua")
     cmd = SCHED_PREFIX + ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{conns}", f"-d{duration}s",
-           "--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}/"]
+           "--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}{path}"]
     if depth > 1:
         cmd += ["--", str(depth)]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if watch:
+        watch(proc)
+    stdout, stderr = proc.communicate(timeout=duration + 60)
+    out = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     for line in out.stdout.splitlines():
         if line.startswith("WRK_JSON "):

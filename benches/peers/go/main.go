@@ -1,6 +1,8 @@
 // Benchmark peer: Go net/http + chi, the design lameduck grew out of.
 //
-// GET / answers "Hello, World!", GET /health answers 200 via chi's middleware.Heartbeat.
+// GET / answers "Hello, World!", GET /health answers 200 via chi's middleware.Heartbeat,
+// GET /delay answers "Hello, World!" after time.Sleep for DELAY_MS (default 100) in the handler's
+// goroutine (the in-flight run, benches/inflight.sh).
 // Port from argv[1] or PORT (default 8080), address from ADDR (default 127.0.0.1).
 // net/http already sets TCP_NODELAY on accepted connections (Go's default for TCP).
 // SIGTERM/SIGINT: http.Server.Shutdown (close listeners, close idle connections, wait for
@@ -21,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -41,11 +44,25 @@ func main() {
 		host = "127.0.0.1"
 	}
 
-	r := chi.NewRouter()
-	r.Use(middleware.Heartbeat("/health"))
-	r.Get("/", func(w http.ResponseWriter, _ *http.Request) {
+	delay := 100 * time.Millisecond
+	if ms := os.Getenv("DELAY_MS"); ms != "" {
+		n, err := strconv.Atoi(ms)
+		if err != nil {
+			log.Fatalf("DELAY_MS=%s: expected milliseconds", ms)
+		}
+		delay = time.Duration(n) * time.Millisecond
+	}
+
+	hello := func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("Hello, World!"))
+	}
+	r := chi.NewRouter()
+	r.Use(middleware.Heartbeat("/health"))
+	r.Get("/", hello)
+	r.Get("/delay", func(w http.ResponseWriter, req *http.Request) {
+		time.Sleep(delay)
+		hello(w, req)
 	})
 
 	srv := &http.Server{Addr: host + ":" + port, Handler: r}

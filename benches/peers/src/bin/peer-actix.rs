@@ -1,7 +1,9 @@
 //! Benchmark peer: actix-web 4 with one worker.
 //!
-//! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`. Port from argv[1] or `PORT`
-//! (default 8080), address from `ADDR` (default 127.0.0.1). `TCP_NODELAY` is asked for explicitly
+//! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`, `GET /delay` answers
+//! `Hello, World!` after `actix_web::rt::time::sleep` for `DELAY_MS` (environment, default 100;
+//! the in-flight run, `benches/inflight.sh`). Port from argv[1] or `PORT` (default 8080), address
+//! from `ADDR` (default 127.0.0.1). `TCP_NODELAY` is asked for explicitly
 //! with `HttpServer::tcp_nodelay(true)` (its default leaves the socket as accepted).
 //! SIGTERM/SIGINT: actix-server's own graceful stop (stop accepting, wait for in-flight requests
 //! up to its 30 s shutdown timeout, exit). One worker thread serves; actix also runs a separate
@@ -14,6 +16,11 @@ async fn hello() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain")
         .body("Hello, World!")
+}
+
+async fn delay(pause: web::Data<Duration>) -> HttpResponse {
+    actix_web::rt::time::sleep(**pause).await;
+    hello().await
 }
 
 async fn health() -> HttpResponse {
@@ -29,10 +36,16 @@ async fn main() -> std::io::Result<()> {
         .parse()
         .expect("PORT");
     let host = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1".into());
+    let delay_ms: u64 = std::env::var("DELAY_MS")
+        .map_or(Ok(100), |ms| ms.parse())
+        .expect("DELAY_MS");
+    let pause = web::Data::new(Duration::from_millis(delay_ms));
     eprintln!("peer-actix listening on {host}:{port}");
-    HttpServer::new(|| {
+    HttpServer::new(move || {
         App::new()
+            .app_data(pause.clone())
             .route("/", web::get().to(hello))
+            .route("/delay", web::get().to(delay))
             .route("/health", web::get().to(health))
     })
     .workers(1)
