@@ -352,10 +352,8 @@ impl<S: Transport> Connection<S> {
     /// queued and an unfinished head. (Whole requests wait in the kernel; see the module docs.)
     /// The server adds these up into its budget.
     pub fn buffered(&self) -> usize {
-        let upload = self
-            .upload
-            .as_ref()
-            .map_or(0, |u| u.head.len() + u.body.len());
+        // An upload's body grows by doubling: count what it has allocated, not what it holds.
+        let upload = (self.upload.as_ref()).map_or(0, |u| u.head.capacity() + u.body.capacity());
         self.unsent.len() + self.carry.len() + upload
     }
 
