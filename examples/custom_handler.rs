@@ -10,8 +10,7 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use lameduck::config::{self, Command};
-use lameduck::{Request, Response, Server};
+use lameduck::{Request, Response};
 
 /// Routes the request, then echoes the client's `X-Request-Id` on whatever it answers.
 fn handler(request: &Request<'_>) -> Response {
@@ -47,30 +46,6 @@ fn route(request: &Request<'_>) -> Response {
 }
 
 fn main() -> ExitCode {
-    // The same flags and environment variables as `lameduck serve`.
-    let config = match config::parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
-        Ok(Command::Serve(config)) => *config,
-        Ok(_) => {
-            eprint!("{}", config::USAGE);
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("custom_handler: error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("custom_handler: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match server.run(handler) {
-        Ok(outcome) => ExitCode::from(outcome.exit_code() as u8),
-        Err(e) => {
-            eprintln!("custom_handler: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // The same command line as `lameduck` itself (`serve`, `live`, every flag and variable).
+    lameduck::cli::main(handler)
 }

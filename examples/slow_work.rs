@@ -16,9 +16,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use lameduck::config::{self, Command};
 use lameduck::routes::default_handler;
-use lameduck::{Call, Handler, Pool, PoolHandler, Request, Response, Server};
+use lameduck::{Call, Handler, Pool, PoolHandler, Request, Response};
 
 /// Worker threads: as many sleeps as this run at once; more wait in the pool's queue.
 const WORKERS: usize = 64;
@@ -71,17 +70,6 @@ fn sleep_ms(target: &str) -> Option<u64> {
 }
 
 fn main() -> ExitCode {
-    let config = match config::parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
-        Ok(Command::Serve(config)) => *config,
-        Ok(_) => {
-            eprint!("{}", config::USAGE);
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("slow_work: error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let pool = match Pool::new(WORKERS, QUEUE) {
         Ok(pool) => pool,
         Err(e) => {
@@ -89,21 +77,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("slow_work: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let handler = SlowWork {
+    // The same command line as `lameduck` itself (`serve`, `live`, every flag and variable).
+    lameduck::cli::main(SlowWork {
         pool: pool.handler(slow),
-    };
-    match server.run(handler) {
-        Ok(outcome) => ExitCode::from(outcome.exit_code() as u8),
-        Err(e) => {
-            eprintln!("slow_work: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    })
 }

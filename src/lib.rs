@@ -10,15 +10,18 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: every limit and timeout with its default, and the command line.
+//! - [`config`]: every limit and timeout with its default, and the command line's parser.
+//! - [`cli`]: the command line itself (`serve`, `live`, exit codes), for the binary and for a
+//!   program with its own handler.
 //! - [`server`]: the event loop (one thread, one `mio::Poll`) and the shutdown lifecycle.
 //! - [`conn`]: one connection's state machine and socket I/O.
 //! - [`handler`]: the [`Handler`] trait, and the [`Reply`] that answers a request later.
 //! - [`codec`]: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
-//! - [`routes`]: the default handler (`/` → `Hello, World!`).
+//! - [`routes`]: the readiness route (a wrapper around any handler) and the default handler
+//!   (`/` → `Hello, World!`).
 //! - [`pool`]: a fixed pool of worker threads that runs blocking handlers off the loop.
 //! - [`live`]: the liveness file and the `live` check.
-//! - [`signals`]: SIGTERM/SIGINT as a pollable source.
+//! - [`signals`]: SIGTERM/SIGINT/SIGUSR2 as a pollable source.
 //! - [`log`]: logfmt phase-change lines on stderr.
 //! - [`slab`]: the token-keyed connection table.
 //! - `upgrade` (private): the in-place binary upgrade on SIGUSR2 (start the new binary on our
@@ -46,6 +49,7 @@
 #[macro_use]
 mod sys;
 
+pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod conn;

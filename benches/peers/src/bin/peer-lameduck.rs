@@ -15,9 +15,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use lameduck::config::{self, Command};
 use lameduck::routes::{default_handler, HELLO};
-use lameduck::{Call, Handler, Reply, Request, Response, Server};
+use lameduck::{Call, Handler, Reply, Request, Response};
 
 /// The timer thread's resolution: it sleeps at least this long between two batches, so a reply
 /// goes out up to this late, never early. Without it, at 100,000 replies a second the thread
@@ -149,17 +148,6 @@ fn delay() -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let config = match config::parse_args(std::env::args().skip(1), |k| std::env::var(k).ok()) {
-        Ok(Command::Serve(config)) => *config,
-        Ok(_) => {
-            eprint!("{}", config::USAGE);
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("peer-lameduck: error: {e}");
-            return ExitCode::from(2);
-        }
-    };
     let delay = match delay() {
         Ok(delay) => delay,
         Err(e) => {
@@ -174,18 +162,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("peer-lameduck: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match server.run(Delayed { timer, delay }) {
-        Ok(outcome) => ExitCode::from(outcome.exit_code() as u8),
-        Err(e) => {
-            eprintln!("peer-lameduck: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    // The same command line as `lameduck serve`.
+    lameduck::cli::main(Delayed { timer, delay })
 }
