@@ -34,7 +34,7 @@ use crate::upgrade::{Handover, ReadyReport};
 const SD_LISTEN_FDS_START: RawFd = 3;
 
 /// The `sd_listen_fds(3)` variables. All are dropped once read (its `unset_environment`), see
-/// [`forget_systemd_variables`].
+/// [`forget_variables`].
 const LISTEN_PID: &str = "LISTEN_PID";
 const LISTEN_FDS: &str = "LISTEN_FDS";
 const LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
@@ -127,7 +127,7 @@ fn source() -> io::Result<Source> {
         return Ok(Source::Bind);
     }
     let source = systemd_source(pid.as_deref(), fds.as_deref(), std::process::id());
-    forget_systemd_variables();
+    forget_variables(&[LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES]);
     source.map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))
 }
 
@@ -203,16 +203,17 @@ fn inherit(fd: RawFd, from: &str) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// Drops the `sd_listen_fds(3)` variables, so that nothing this process starts mistakes them
-/// for its own. Only done while the process has a single thread: `remove_var` is unsafe
-/// because another thread could read the environment (getenv(3) in some C library) while it
-/// changes. With more than one thread the variables stay; they name our pid, so a process we
-/// start ignores them all the same.
-fn forget_systemd_variables() {
+/// Drops the environment variables `names` once read (the `sd_listen_fds(3)` ones, the
+/// upgrade's hand-over), so that nothing this process starts mistakes them for its own. Only
+/// done while the process has a single thread: `remove_var` is unsafe because another thread
+/// could read the environment (getenv(3) in some C library) while it changes. With more than one
+/// thread the variables stay; each names the process it was meant for (`LISTEN_PID` our pid, the
+/// hand-over our parent's), so a process we start ignores them all the same.
+pub(crate) fn forget_variables(names: &[&str]) {
     if !single_threaded() {
         return;
     }
-    for name in [LISTEN_PID, LISTEN_FDS, LISTEN_FDNAMES] {
+    for name in names {
         // SAFETY: the process has one thread, this one (just checked): no other thread exists
         // to read or write the environment during the call, and only this one could start one.
         unsafe { std::env::remove_var(name) };

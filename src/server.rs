@@ -172,6 +172,13 @@ struct Runtime<H> {
 }
 
 impl<H> Runtime<H> {
+    /// Marks the moment the stop began (a signal, or the hand-over of an upgrade): the exit line
+    /// counts time and responses from here.
+    fn stop_started(&mut self) {
+        self.signal_at = Some(self.now);
+        self.stats.served_at_signal = self.stats.served;
+    }
+
     /// Books a connection's change of held bytes from `before` to `after` against the budget,
     /// with one log line each time the budget fills up or has room again.
     fn account(&mut self, before: usize, after: usize) {
@@ -612,8 +619,7 @@ impl Server {
                 );
                 return Some(self.conclude(rt, Outcome::Interrupted));
             }
-            rt.signal_at = Some(rt.now);
-            rt.stats.served_at_signal = rt.stats.served;
+            rt.stop_started();
             notify::notify(notify::STOPPING);
             if self.upgrade.is_some() {
                 // The service is being stopped: a new process must not come up behind it.
@@ -762,8 +768,7 @@ impl Server {
             Report::Ready => {
                 let pid = upgrade.pid();
                 self.upgrade = None;
-                rt.signal_at = Some(rt.now);
-                rt.stats.served_at_signal = rt.stats.served;
+                rt.stop_started();
                 // Under systemd the new process is the service's main process from now on.
                 notify::notify(&format!("MAINPID={pid}"));
                 self.log_phase(

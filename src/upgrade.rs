@@ -243,14 +243,12 @@ pub struct Handover {
 
 impl Handover {
     /// Reads [`ENV`], if this process was started by an upgrading parent. The variable is
-    /// removed either way, so that our own children never see it.
+    /// removed either way (while the process has one thread: see `listener::forget_variables`).
     pub fn take() -> io::Result<Option<Handover>> {
         let Some(value) = std::env::var_os(ENV) else {
             return Ok(None);
         };
-        // SAFETY: called from `Server::bind`, before the server starts any thread; the binary
-        // is single-threaded, and a library user binds before starting threads of their own.
-        unsafe { std::env::remove_var(ENV) };
+        crate::listener::forget_variables(&[ENV]);
         let Some(([parent, listener, report], shared_with_systemd)) = parse(&value) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::{PROMPT, TempDir};
 
 /// `u64::MAX`: the largest number a duration or size flag can be given at all.
@@ -17,12 +15,8 @@ const HUGE: &str = "18446744073709551615";
 fn start(args: &[&str], env: &[(&str, &str)]) -> (i32, String, bool) {
     let dir = TempDir::new();
     let live_file = dir.path().join("live");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
-    command
-        .args(["serve", "--addr", "127.0.0.1", "--port", "0", "--live-file"])
-        .arg(&live_file)
-        .args(args)
-        .envs(env.iter().copied());
+    let mut command = support::serve_command(&live_file, args);
+    command.envs(env.iter().copied());
     let output = support::run_command(command, PROMPT);
     (
         output.status.code().unwrap_or(-1),

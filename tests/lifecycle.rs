@@ -255,19 +255,9 @@ fn post_with_body_in_flight(server: &Lameduck) -> TcpStream {
     stream
 }
 
-/// Persistence is decided when a response is written (DESIGN.md: "anything written after
-/// SIGTERM says `Connection: close`, whenever its request arrived"): a request whose head came
-/// while SERVING and whose body ends during ANNOUNCE gets its answer (405 for `POST /`) with
-/// `Connection: close`, then EOF.
-/// Before the fix: the answer said keep-alive (decided when the head was read) and the
-/// connection stayed open until DRAIN.
-#[test]
-fn a_response_written_after_sigterm_says_connection_close() {
-    let mut server = Lameduck::start(&["--shutdown-delay", "5s"]);
-    let mut stream = post_with_body_in_flight(&server);
-    server.signal(libc::SIGTERM);
-    server.wait_for("event=announce");
-
+/// Sends the rest of the body of [`post_with_body_in_flight`]; its answer (405 for `POST /`)
+/// must say `Connection: close` and be followed by EOF, and the server must then exit 0.
+fn finish_body_expecting_close(server: &mut Lameduck, mut stream: TcpStream) {
     stream.write_all(b"456789").unwrap();
     let received = support::receive_until_close(&mut stream, PROMPT);
     let response = received.only_response();
@@ -282,26 +272,31 @@ fn a_response_written_after_sigterm_says_connection_close() {
     assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
 }
 
+/// Persistence is decided when a response is written (DESIGN.md: "anything written after
+/// SIGTERM says `Connection: close`, whenever its request arrived"): a request whose head came
+/// while SERVING and whose body ends during ANNOUNCE gets its answer (405 for `POST /`) with
+/// `Connection: close`, then EOF.
+/// Before the fix: the answer said keep-alive (decided when the head was read) and the
+/// connection stayed open until DRAIN.
+#[test]
+fn a_response_written_after_sigterm_says_connection_close() {
+    let mut server = Lameduck::start(&["--shutdown-delay", "5s"]);
+    let stream = post_with_body_in_flight(&server);
+    server.signal(libc::SIGTERM);
+    server.wait_for("event=announce");
+
+    finish_body_expecting_close(&mut server, stream);
+}
+
 /// The same promise across into DRAIN: a body that ends after SIGINT is answered with
 /// `Connection: close`, the connection ends with EOF, and the drain exits 0.
 /// Before the fix: the answer said keep-alive, then the server closed the connection under it.
 #[test]
 fn a_response_written_during_drain_says_connection_close() {
     let mut server = Lameduck::start(&[]);
-    let mut stream = post_with_body_in_flight(&server);
+    let stream = post_with_body_in_flight(&server);
     server.signal(libc::SIGINT);
     server.wait_for("event=drain");
 
-    stream.write_all(b"456789").unwrap();
-    let received = support::receive_until_close(&mut stream, PROMPT);
-    let response = received.only_response();
-    assert!(
-        received.eof()
-            && response
-                .as_ref()
-                .is_some_and(|r| r.status == 405 && r.closes()),
-        "one 405 with Connection: close, then EOF; got {received}"
-    );
-    drop(stream);
-    assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
+    finish_body_expecting_close(&mut server, stream);
 }

@@ -49,11 +49,7 @@ impl Lameduck {
     pub fn start_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Lameduck {
         let dir = TempDir::new();
         let live_file = dir.path().join("live");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
-        command
-            .args(["serve", "--addr", "127.0.0.1", "--port", "0", "--live-file"])
-            .arg(&live_file)
-            .args(args);
+        let mut command = serve_command(&live_file, args);
         configure(&mut command);
         Lameduck::launch(command, live_file, Some(dir)).expect("spawn lameduck")
     }
@@ -105,12 +101,19 @@ impl Lameduck {
         self.child.id() as libc::pid_t
     }
 
-    /// Waits (with [`PROMPT`]) for the next log line containing `needle` and returns it.
+    /// Waits (with [`PROMPT`]) for a log line containing `needle`, one already received
+    /// included, and returns it.
     pub fn wait_for(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PROMPT;
         if let Some(line) = self.log.iter().find(|l| l.contains(needle)) {
             return line.clone();
         }
+        self.wait_for_next(needle)
+    }
+
+    /// Like [`Lameduck::wait_for`], but only a line logged after the call counts: for events
+    /// that repeat (one `child_ready` per in-place upgrade, say).
+    pub fn wait_for_next(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PROMPT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
@@ -132,27 +135,6 @@ impl Lameduck {
                         self.log
                     )
                 }
-            }
-        }
-    }
-
-    /// Like [`Lameduck::wait_for`], but only a line logged after the call counts: for events
-    /// that repeat (one `child_ready` per in-place upgrade, say).
-    pub fn wait_for_next(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + PROMPT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.log.push(line.clone());
-                    if line.contains(needle) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "no new log line with {needle:?} within {PROMPT:?} ({e:?}); log: {:#?}",
-                    self.log
-                ),
             }
         }
     }
@@ -202,6 +184,17 @@ impl Drop for Lameduck {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `lameduck serve` on 127.0.0.1, any free port, with its liveness file at `live_file`, plus
+/// `args`: the command every process test starts from.
+pub fn serve_command(live_file: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    command
+        .args(["serve", "--addr", "127.0.0.1", "--port", "0", "--live-file"])
+        .arg(live_file)
+        .args(args);
+    command
 }
 
 /// Connects to `addr` with read/write timeouts of [`PROMPT`].
