@@ -1041,7 +1041,8 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    /// Whether the write side has output the client has not taken (for the drain's counts).
+    /// Whether output is queued that the client has not taken yet (an in-memory test uses it
+    /// to tell when a conversation is over).
     pub fn has_unsent(&self) -> bool {
         !self.unsent.is_empty()
     }

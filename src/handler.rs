@@ -153,10 +153,17 @@ impl Reply {
             return;
         }
         let mut sent = self.inbox.sent.lock().unwrap_or_else(|p| p.into_inner());
+        // One wake-up per batch, not per reply: the loop empties the whole inbox (under this
+        // lock) each time it is woken, so a reply that finds the inbox non-empty is behind one
+        // whose wake-up is already on its way and will be taken with it. Only the first reply
+        // of a batch pays for the wake-up (a write(2) to the waker's eventfd).
+        let first = sent.is_empty();
         sent.push((self.id, response));
         drop(sent);
-        // If the loop is gone (the server stopped), there is no one left to answer.
-        let _ = self.inbox.waker.wake();
+        if first {
+            // If the loop is gone (the server stopped), there is no one left to answer.
+            let _ = self.inbox.waker.wake();
+        }
     }
 }
 
