@@ -29,9 +29,9 @@ has() { [[ ",$servers," == *",$1,"* ]]; }
 drop() { servers="$(echo ",$servers," | sed "s/,$1,/,/g")"; echo "compare.sh: skipping $1 ($2)" >&2; }
 
 # lameduck itself: the repo's release build (host target), unless LAMEDUCK_BIN points at one.
-# lameduck-musl: the static musl build the scratch image ships, unless LAMEDUCK_MUSL_BIN points
-# at one; skipped when only LAMEDUCK_BIN is given (you asked for that binary) or when the musl
-# target is not installed.
+# lameduck-musl: the static musl build the scratch image ships (deploy/build-static.sh, which
+# the Dockerfile runs), unless LAMEDUCK_MUSL_BIN points at one; skipped when only LAMEDUCK_BIN
+# is given (you asked for that binary) or when the musl target is not installed.
 musl=x86_64-unknown-linux-musl
 if [[ -z "${LAMEDUCK_BIN:-}" ]]; then
     echo "==> cargo build --release (lameduck)" >&2
@@ -39,9 +39,9 @@ if [[ -z "${LAMEDUCK_BIN:-}" ]]; then
     export LAMEDUCK_BIN="${CARGO_TARGET_DIR:-$root/target}/release/lameduck"
     if has lameduck-musl && [[ -z "${LAMEDUCK_MUSL_BIN:-}" ]]; then
         if rustup target list --installed 2>/dev/null | grep -qx "$musl"; then
-            echo "==> cargo build --release --target $musl (lameduck)" >&2
-            (cd "$root" && cargo build --release --quiet --target "$musl")
-            export LAMEDUCK_MUSL_BIN="${CARGO_TARGET_DIR:-$root/target}/$musl/release/lameduck"
+            echo "==> deploy/build-static.sh (lameduck-musl)" >&2
+            read -r LAMEDUCK_MUSL_BIN _ < <("$root/deploy/build-static.sh")
+            export LAMEDUCK_MUSL_BIN
         else
             drop lameduck-musl "rustup target add $musl"
         fi

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use manifest::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, GRACE_MARGIN, Manifest,
-    dockerfile_final_stage, dockerfile_instruction, exec_form, flag, parse_duration, with_flag,
+    dockerfile_final_stage, dockerfile_instruction, dockerfile_stages, exec_form, flag,
+    parse_duration, with_flag,
 };
 use support::{Lameduck, PROMPT, TempDir, get, request, run_command};
 
@@ -262,6 +263,48 @@ fn dockerfile_ships_only_the_binary_and_tmp_from_scratch() {
     assert_eq!(
         expose.trim_end_matches("/tcp").parse::<u16>().ok(),
         Some(server_port(&Manifest::load()))
+    );
+}
+
+/// The image's binary comes from deploy/build-static.sh, the script tests/scratch_root.rs builds
+/// its binary with, so the binary proven in the chroot and the one shipped cannot drift apart.
+#[test]
+fn dockerfile_ships_the_binary_the_scratch_test_builds() {
+    let stages = dockerfile_stages();
+    let image = stages.last().expect("the Dockerfile has a stage");
+    let (_, copy) = image
+        .iter()
+        .find(|(n, a)| n == "COPY" && a.ends_with(" /lameduck"))
+        .expect("the image copies /lameduck");
+    let from = copy
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("--from="))
+        .expect("/lameduck is copied from a build stage");
+    let build = stages
+        .iter()
+        .find(|stage| {
+            let (name, args) = &stage[0];
+            let args = args.to_ascii_lowercase();
+            name == "FROM" && args.ends_with(&format!(" as {}", from.to_ascii_lowercase()))
+        })
+        .unwrap_or_else(|| panic!("no stage named {from}"));
+    let runs: Vec<&str> = build
+        .iter()
+        .filter(|(n, _)| n == "RUN")
+        .map(|(_, a)| a.as_str())
+        .collect();
+    let builder = runs
+        .iter()
+        .find(|run| run.contains("deploy/build-static.sh"))
+        .expect("the build stage runs deploy/build-static.sh");
+    let source = copy.split_whitespace().rev().nth(1).expect("COPY SRC DEST");
+    assert!(
+        builder.contains(source),
+        "the RUN that builds with the script must install what it built as {source}: {builder}"
+    );
+    assert!(
+        !runs.iter().any(|run| run.contains("cargo build")),
+        "a second build command would ship a binary the tests never ran"
     );
 }
 

@@ -1,17 +1,17 @@
 //! The `FROM scratch` image works, proven without a container engine.
 //!
 //! The image is one static musl binary and an empty /tmp. Instead of building it, these tests
-//! build the same binary (`cargo build --release --target x86_64-unknown-linux-musl`, the
-//! Dockerfile's command and Cargo.toml's release profile), check that the ELF file needs no
-//! dynamic loader or shared library, and then recreate the image as a directory: the binary,
-//! an empty /tmp (1777), nothing else, not writable. The server runs there under chroot(2) as
+//! build the same binary (deploy/build-static.sh, which the Dockerfile runs: tests/deploy.rs
+//! checks that), check that the ELF file needs no dynamic loader or shared library, and then
+//! recreate the image as a directory: the binary, an empty /tmp (1777), nothing else, not
+//! writable. The server runs there under chroot(2) as
 //! the manifest's non-root uid with no_new_privs and an empty environment, with the manifest's
 //! exact argv; the manifest's liveness command runs inside the same root. So "no libc, no
 //! shell, no `cat`, no writable root" are tested, not assumed.
 //!
-//! chroot needs root (CAP_SYS_CHROOT). Without it, or without the musl target, the tests print
-//! why they skip; with `CI` set (as .ci/run does) a skip is a failure instead, so CI cannot go
-//! green without the proof.
+//! chroot needs root (CAP_SYS_CHROOT). Without it, or without the musl target or std's source,
+//! the tests print why they skip; with `CI` set (as .ci/run does) a skip is a failure instead, so
+//! CI cannot go green without the proof.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
 #[path = "deploy/manifest.rs"]
@@ -32,7 +32,7 @@ use manifest::{Manifest, dockerfile_final_stage, dockerfile_instruction, exec_fo
 use support::{Lameduck, PROMPT, field, get, request, run_command};
 
 const MUSL: &str = "x86_64-unknown-linux-musl";
-/// A cold release build with LTO of the whole dependency tree.
+/// A cold release build with LTO of the whole dependency tree, std included.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
 #[test]
@@ -294,46 +294,49 @@ fn musl_binary() -> Option<&'static Path> {
 
 fn build_musl() -> Result<PathBuf, String> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let libdir = Command::new(&rustc)
-        .args(["--print", "target-libdir", "--target", MUSL])
-        .output();
-    let installed = libdir.is_ok_and(|o| {
-        o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).is_dir()
-    });
-    if !installed {
+    let print = |what: &[&str]| {
+        Command::new(&rustc)
+            .arg("--print")
+            .args(what)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+    };
+    if !print(&["target-libdir", "--target", MUSL]).is_some_and(|dir| dir.is_dir()) {
         return Err(format!(
             "the {MUSL} target is not installed: rustup target add {MUSL}"
         ));
+    }
+    // deploy/build-static.sh rebuilds std from its source.
+    if !print(&["sysroot"]).is_some_and(|root| root.join("lib/rustlib/src/rust/library").is_dir()) {
+        return Err("std's source is not installed: rustup component add rust-src".into());
     }
     // Our own target dir: the `cargo test` that runs us holds the lock on the usual one.
     let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .expect("target/")
         .join("musl-test");
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "lameduck",
-            "--target",
-            MUSL,
-            "--manifest-path",
-        ])
-        .arg(manifest::repo_path("Cargo.toml"))
+    let mut build = Command::new(manifest::repo_path("deploy/build-static.sh"));
+    build
         .env("CARGO_TARGET_DIR", &target_dir)
         .env_remove("CARGO_BUILD_TARGET")
         .env_remove("CARGO_MAKEFLAGS")
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS");
-    let out = run_command(cargo, BUILD_TIMEOUT);
+    let out = run_command(build, BUILD_TIMEOUT);
     assert!(
         out.status.success(),
-        "cargo build --release --target {MUSL} failed:\n{}",
+        "deploy/build-static.sh failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Ok(target_dir.join(MUSL).join("release/lameduck"))
+    // It prints "PATH SIZE".
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let (path, _size) = printed
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("deploy/build-static.sh printed {printed:?}"));
+    Ok(PathBuf::from(path))
 }
 
 /// Prints past the test harness's output capture, so a skip is never silent.

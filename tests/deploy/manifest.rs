@@ -432,10 +432,10 @@ pub fn parse_duration(s: &str) -> Duration {
 
 pub const DOCKERFILE: &str = "Dockerfile";
 
-/// The instructions of the Dockerfile's last stage (the image that ships), continuation lines
-/// joined, comments dropped, as (INSTRUCTION, arguments).
-pub fn dockerfile_final_stage() -> Vec<(String, String)> {
-    let mut instructions: Vec<(String, String)> = Vec::new();
+/// The Dockerfile's stages in order, each as its instructions with continuation lines joined and
+/// comments dropped, as (INSTRUCTION, arguments); a stage starts with its `FROM`.
+pub fn dockerfile_stages() -> Vec<Vec<(String, String)>> {
+    let mut stages: Vec<Vec<(String, String)>> = Vec::new();
     let mut pending = String::new();
     for raw in read(DOCKERFILE).lines() {
         let line = raw.trim();
@@ -451,24 +451,29 @@ pub fn dockerfile_final_stage() -> Vec<(String, String)> {
         let full = std::mem::take(&mut pending);
         let (name, rest) = full.split_once(char::is_whitespace).unwrap_or((&full, ""));
         let name = name.to_ascii_uppercase();
-        if name == "FROM" {
-            instructions.clear();
+        if name == "FROM" || stages.is_empty() {
+            stages.push(Vec::new());
         }
-        instructions.push((name, rest.trim().to_string()));
+        let stage = stages.last_mut().expect("pushed above");
+        stage.push((name, rest.trim().to_string()));
     }
-    instructions
+    stages
 }
 
-/// The arguments of the only `name` instruction of the final stage.
+/// The instructions of the Dockerfile's last stage (the image that ships).
+pub fn dockerfile_final_stage() -> Vec<(String, String)> {
+    dockerfile_stages()
+        .pop()
+        .expect("the Dockerfile has a stage")
+}
+
+/// The arguments of the only `name` instruction of a stage.
 pub fn dockerfile_instruction(stage: &[(String, String)], name: &str) -> String {
     let mut found = stage.iter().filter(|(n, _)| n == name);
     let (_, args) = found
         .next()
-        .unwrap_or_else(|| panic!("final stage has no {name}"));
-    assert!(
-        found.next().is_none(),
-        "final stage has more than one {name}"
-    );
+        .unwrap_or_else(|| panic!("the stage has no {name}"));
+    assert!(found.next().is_none(), "the stage has more than one {name}");
     args.clone()
 }
 
