@@ -15,8 +15,8 @@ after its CPU time, context switches and the time its threads and wrk spent wait
 lameduck's `GET /` (answered at once) under the same CONNS connections: what wrk and the kernel
 can carry at all on this machine, so a req/s close to it says wrk set the pace. Medians are
 taken over the rounds that other processes did not disturb. Writes results/inflight.md and
-results/inflight.json (every round); REPORT_ONLY=1 redraws them from the JSON. Reuses
-harness.py's helpers.
+results/inflight.json (every round), or results/inflight-<CONNS>c-<DELAY_MS>ms.{md,json} for
+another shape; REPORT_ONLY=1 redraws them from the JSON. Reuses harness.py's helpers.
 """
 
 import json
@@ -41,6 +41,10 @@ CONNS = h.env_int("CONNS", 10000)
 DELAY_MS = h.env_int("DELAY_MS", 100)
 BASE_PORT = h.env_int("BASE_PORT", 19080)
 IDEAL_RPS = CONNS / (DELAY_MS / 1000)
+# The reports' file names: the default shape keeps the plain name, other shapes say theirs, so a
+# second shape does not overwrite the first.
+STEM = ("inflight" if (CONNS, DELAY_MS) == (10000, 100)
+        else f"inflight-{CONNS}c-{DELAY_MS}ms")
 PEERS_BIN = h.PEERS_BIN
 # Samples of VmRSS are taken every SAMPLE_S over the second half of each run (all connections
 # open, every request pending or being answered); their median is "RSS under load".
@@ -276,7 +280,7 @@ def write_markdown(path, meta, summary, names):
         L.append(f"- **{n}**: {SPECS[n]['what']}" + ("" if n == "ceiling" else
                                                      f", `GET {SPECS[n]['path']}`") + ".")
     L.append("\nFigures are explained in `benches/README.md` (\"In-flight capacity\"). Raw "
-             "per-round values: `inflight.json`.\n")
+             f"per-round values: `{STEM}.json`.\n")
     path.write_text("\n".join(L))
 
 
@@ -317,31 +321,31 @@ def main():
         "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0],
     }
     write_reports(meta, rounds, names)
-    h.log(f"done in {meta['elapsed_s']:.0f} s: {h.OUT_DIR / 'inflight.md'}")
-    print((h.OUT_DIR / "inflight.md").read_text())
+    h.log(f"done in {meta['elapsed_s']:.0f} s: {h.OUT_DIR / f'{STEM}.md'}")
+    print((h.OUT_DIR / f"{STEM}.md").read_text())
 
 
 def write_reports(meta, rounds, names):
     """inflight.json and inflight.md from the raw per-round results."""
     summary = summarise(rounds, names)
     h.OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (h.OUT_DIR / "inflight.json").write_text(json.dumps({
+    (h.OUT_DIR / f"{STEM}.json").write_text(json.dumps({
         "meta": meta, "servers": {n: {"what": SPECS[n]["what"], "figures": summary[n]}
                                   for n in names},
         "rounds": rounds}, indent=1) + "\n")
-    write_markdown(h.OUT_DIR / "inflight.md", dict(meta, _rounds=rounds), summary, names)
+    write_markdown(h.OUT_DIR / f"{STEM}.md", dict(meta, _rounds=rounds), summary, names)
 
 
 def report_only():
     """REPORT_ONLY=1: rewrite inflight.md (and the summary in inflight.json) from the rounds
     stored in inflight.json, e.g. after changing how the report looks."""
     global CONNS, DELAY_MS, IDEAL_RPS
-    data = json.loads((h.OUT_DIR / "inflight.json").read_text())
+    data = json.loads((h.OUT_DIR / f"{STEM}.json").read_text())
     meta = data["meta"]
     CONNS, DELAY_MS, IDEAL_RPS = meta["conns"], meta["delay_ms"], meta["ideal_rps"]
     h.SERVER_CPU, h.CLIENT_CPU = meta["server_cpu"], meta["client_cpu"]
     write_reports(meta, data["rounds"], list(data["servers"]))
-    print((h.OUT_DIR / "inflight.md").read_text())
+    print((h.OUT_DIR / f"{STEM}.md").read_text())
 
 
 if __name__ == "__main__":
