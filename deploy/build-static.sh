@@ -11,7 +11,7 @@
 # after a panic with RUST_BACKTRACE set), and a static binary's text is what its idle RSS is
 # made of (the kernel maps file pages 64 KiB around every touched one).
 # Measured on rustc 1.95.0: 635,440 bytes and 572-636 KiB idle with the prebuilt std, 415,952
-# bytes and 448 KiB idle rebuilt (README, "Deploy").
+# bytes and 440-448 KiB idle rebuilt (README, "Deploy").
 #
 # The default keeps everything a panic does: the message, unwinding, and the Drop that removes
 # the liveness file. Only RUST_BACKTRACE has nothing to print. It uses the stable compiler:
@@ -28,20 +28,27 @@ cd "$(dirname "$0")/.."
 target=x86_64-unknown-linux-musl
 toolchain=()   # `cargo +nightly` / `rustc +nightly`; empty: the default (stable) toolchain
 rustup_for=()  # the same choice, as rustup spells it
-if [[ "${1:-}" == "--tiny" ]]; then
+case "${1:-}" in
+--tiny)
     toolchain=(+nightly)
     rustup_for=(--toolchain nightly)
     if ! rustup run nightly rustc --version >/dev/null 2>&1; then
         rustup toolchain install nightly --profile minimal >&2
     fi
     export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
-    std=(-Z build-std=std,panic_abort)
+    std=(-Z "build-std=std,panic_abort")
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/tiny}"
-else
+    ;;
+"")
     export RUSTC_BOOTSTRAP=1
-    std=(-Z build-std=std,panic_unwind -Z build-std-features=panic-unwind)
+    std=(-Z "build-std=std,panic_unwind" -Z build-std-features=panic-unwind)
     export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/static}"
-fi
+    ;;
+*)
+    echo "usage: deploy/build-static.sh [--tiny]" >&2
+    exit 2
+    ;;
+esac
 
 # std's source (the rust-src component) and the musl target's C runtime objects.
 sysroot="$(rustc "${toolchain[@]}" --print sysroot)"
