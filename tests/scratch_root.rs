@@ -4,10 +4,10 @@
 //! build the same binary (deploy/build-static.sh, which the Dockerfile runs: tests/deploy.rs
 //! checks that), check that the ELF file needs no dynamic loader or shared library, and then
 //! recreate the image as a directory: the binary, an empty /tmp (1777), nothing else, not
-//! writable. The server runs there under chroot(2) as
-//! the manifest's non-root uid with no_new_privs and an empty environment, with the manifest's
-//! exact argv; the manifest's liveness command runs inside the same root. So "no libc, no
-//! shell, no `cat`, no writable root" are tested, not assumed.
+//! writable. The server runs there under chroot(2) as the manifest's non-root uid with
+//! no_new_privs and an empty environment, with the manifest's exact argv; the manifest's
+//! liveness command runs inside the same root. So "no libc, no shell, no `cat`, no writable
+//! root" are tested, not assumed.
 //!
 //! chroot needs root (CAP_SYS_CHROOT). Without it, or without the musl target or std's source,
 //! the tests print why they skip; with `CI` set (as .ci/run does) a skip is a failure instead, so
