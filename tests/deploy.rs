@@ -18,7 +18,7 @@ use std::time::Duration;
 use manifest::{
     DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, GRACE_MARGIN, Manifest,
     dockerfile_final_stage, dockerfile_instruction, dockerfile_stages, exec_form, flag,
-    parse_duration, with_flag,
+    in_docker_context, parse_duration, with_flag,
 };
 use support::{Lameduck, PROMPT, TempDir, get, request, run_command};
 
@@ -306,6 +306,37 @@ fn dockerfile_ships_the_binary_the_scratch_test_builds() {
         !runs.iter().any(|run| run.contains("cargo build")),
         "a second build command would ship a binary the tests never ran"
     );
+}
+
+/// The build stage copies the build context (`COPY . .`), which `.dockerignore` trims: what the
+/// build needs must survive it, and the host's build outputs must not leak in.
+#[test]
+fn dockerignore_keeps_what_the_build_needs() {
+    for needed in [
+        "Cargo.toml",
+        "Cargo.lock",
+        "src/main.rs",
+        "src/codec/request.rs",
+        "benches/codec.rs", // a [[bench]] target Cargo.toml declares
+        "deploy/build-static.sh",
+    ] {
+        assert!(
+            in_docker_context(needed),
+            "{needed} is left out of the build"
+        );
+    }
+    for left_out in [
+        "target/release/lameduck",
+        "benches/peers/target/release/peer-lameduck",
+        "benches/results/results.md",
+        "deploy/kubernetes.yaml",
+        ".git/HEAD",
+    ] {
+        assert!(
+            !in_docker_context(left_out),
+            "{left_out} is sent to the build"
+        );
+    }
 }
 
 /// The manifest's argv starts the real server (so no flag is unknown and the server's own

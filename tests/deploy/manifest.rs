@@ -467,6 +467,54 @@ pub fn dockerfile_final_stage() -> Vec<(String, String)> {
         .expect("the Dockerfile has a stage")
 }
 
+/// Whether `path` (relative to the repository) is in the Docker build context: not excluded by
+/// `.dockerignore`, where the last pattern that matches a path or one of its parent directories
+/// decides and `!` re-includes. Patterns: `*` within one path segment, `**` for any number of
+/// segments, a trailing `/` ignored (as Docker cleans paths).
+pub fn in_docker_context(path: &str) -> bool {
+    let mut included = true;
+    for line in read(".dockerignore").lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (exception, pattern) = match line.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
+        let pattern: Vec<&str> = pattern.trim_matches('/').split('/').collect();
+        let segments: Vec<&str> = path.split('/').collect();
+        // The path itself or any directory above it.
+        if (1..=segments.len()).any(|n| glob_segments(&pattern, &segments[..n])) {
+            included = exception;
+        }
+    }
+    included
+}
+
+fn glob_segments(pattern: &[&str], path: &[&str]) -> bool {
+    match (pattern.first(), path.first()) {
+        (None, None) => true,
+        (Some(&"**"), _) => {
+            glob_segments(&pattern[1..], path)
+                || (!path.is_empty() && glob_segments(pattern, &path[1..]))
+        }
+        (Some(p), Some(s)) => {
+            glob_one(p.as_bytes(), s.as_bytes()) && glob_segments(&pattern[1..], &path[1..])
+        }
+        _ => false,
+    }
+}
+
+/// `*` matches any run of characters within one segment.
+fn glob_one(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|skip| glob_one(rest, &name[skip..])),
+        Some((c, rest)) => name.first() == Some(c) && glob_one(rest, &name[1..]),
+    }
+}
+
 /// The arguments of the only `name` instruction of a stage.
 pub fn dockerfile_instruction(stage: &[(String, String)], name: &str) -> String {
     let mut found = stage.iter().filter(|(n, _)| n == name);
