@@ -1,13 +1,13 @@
 //! The `FROM scratch` image works, proven without a container engine.
 //!
 //! The image is one static musl binary and an empty /tmp. Instead of building it, these tests
-//! build the same binary (deploy/build-static.sh, which the Dockerfile runs: tests/deploy.rs
-//! checks that), check that the ELF file needs no dynamic loader or shared library, and then
-//! recreate the image as a directory: the binary, an empty /tmp (1777), nothing else, not
-//! writable. The server runs there under chroot(2) as the manifest's non-root uid with
-//! no_new_privs and an empty environment, with the manifest's exact argv; the manifest's
-//! liveness command runs inside the same root. So "no libc, no shell, no `cat`, no writable
-//! root" are tested, not assumed.
+//! build the same binary the same way (deploy/build-static.sh, which the Dockerfile runs, as
+//! tests/deploy.rs checks, in a copy of the build context that `.dockerignore` leaves), check
+//! that the ELF file needs no dynamic loader or shared library, and then recreate the image as
+//! a directory: the binary, an empty /tmp (1777), nothing else, not writable. The server runs
+//! there under chroot(2) as the manifest's non-root uid with no_new_privs and an empty
+//! environment, with the manifest's exact argv; the manifest's liveness command runs inside
+//! the same root. So "no libc, no shell, no `cat`, no writable root" are tested, not assumed.
 //!
 //! chroot needs root (CAP_SYS_CHROOT). Without it, or without the musl target or std's source,
 //! the tests print why they skip; with `CI` set (as .ci/run does) a skip is a failure instead, so
@@ -317,7 +317,14 @@ fn build_musl() -> Result<PathBuf, String> {
         .parent()
         .expect("target/")
         .join("musl-test");
-    let mut build = Command::new(manifest::repo_path("deploy/build-static.sh"));
+    // Built from what `docker build` would send (the repository trimmed by .dockerignore), so a
+    // file the build needs but the context lacks fails here, not in someone's image build.
+    let context = target_dir.join("context");
+    if context.exists() {
+        std::fs::remove_dir_all(&context).expect("remove the old build context");
+    }
+    copy_build_context(&manifest::repo_path(""), "", &context).expect("copy the build context");
+    let mut build = Command::new(context.join("deploy/build-static.sh"));
     build
         .env("CARGO_TARGET_DIR", &target_dir)
         .env_remove("CARGO_BUILD_TARGET")
@@ -337,6 +344,31 @@ fn build_musl() -> Result<PathBuf, String> {
         .split_once(' ')
         .unwrap_or_else(|| panic!("deploy/build-static.sh printed {printed:?}"));
     Ok(PathBuf::from(path))
+}
+
+/// Copies the files under `dir` (the repository, `relative` to its root) that `.dockerignore`
+/// sends to the build, to `dest`.
+fn copy_build_context(dir: &Path, relative: &str, dest: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = if relative.is_empty() {
+            name.to_string()
+        } else {
+            format!("{relative}/{name}")
+        };
+        let sent = manifest::in_docker_context(&path);
+        if entry.file_type()?.is_dir() {
+            if sent || manifest::docker_context_reincludes_below(&path) {
+                copy_build_context(&entry.path(), &path, &dest.join(&*name))?;
+            }
+        } else if sent {
+            std::fs::copy(entry.path(), dest.join(&*name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Prints past the test harness's output capture, so a skip is never silent.

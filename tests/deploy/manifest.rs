@@ -492,6 +492,18 @@ pub fn in_docker_context(path: &str) -> bool {
     included
 }
 
+/// Whether a `!` pattern of `.dockerignore` names a path below `dir`: Docker then walks into
+/// `dir` even if `dir` itself is excluded, and sends what the exception re-includes.
+pub fn docker_context_reincludes_below(dir: &str) -> bool {
+    read(".dockerignore").lines().any(|line| {
+        line.trim().strip_prefix('!').is_some_and(|pattern| {
+            pattern
+                .trim_start_matches('/')
+                .starts_with(&format!("{dir}/"))
+        })
+    })
+}
+
 fn glob_segments(pattern: &[&str], path: &[&str]) -> bool {
     match (pattern.first(), path.first()) {
         (None, None) => true,
