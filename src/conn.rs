@@ -145,8 +145,9 @@ pub enum Phase {
     LameDuck,
     /// DRAIN: as `LameDuck`, and idle connections are closed once they have been idle for
     /// `idle_grace` (counted from `since`, the start of the drain, at the earliest; see
-    /// [`Connection::on_tick`]). The grace is zero for the drain after a signal, and short after
-    /// an in-place upgrade, whose busy keep-alive clients are about to send their next request.
+    /// [`Connection::on_tick`]). The grace is zero after the lame-duck delay or SIGINT, and short
+    /// when the listening socket lives on elsewhere (an in-place upgrade, or a SIGTERM without
+    /// delay on systemd's socket): busy keep-alive clients are about to send their next request.
     Draining {
         since: Instant,
         idle_grace: Duration,

@@ -48,6 +48,14 @@ const FIRST_CONNECTION: usize = 4;
 /// second is far cheaper than a timer per connection.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long a drain leaves an idle keep-alive connection open when the listening socket lives
+/// on in another process (an upgrade's child, or systemd's socket unit) and no lame-duck window
+/// came first. Those clients are connected to this process directly, and a busy one is about to
+/// send its next request: that request is answered, with `Connection: close`, so the client
+/// reconnects, to the next server. Closing at once would race with that request (RFC 9112
+/// §9.5); a second covers a client between two requests without keeping idle ones for long.
+const HAND_OVER_IDLE_GRACE: Duration = Duration::from_secs(1);
+
 /// After `accept` fails for lack of file descriptors (EMFILE/ENFILE), wait this long before
 /// trying again. Retrying at once would spin: the pending connection keeps the listener ready.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -67,8 +75,8 @@ enum Phase {
     /// `Connection: close`.
     Announce { until: Instant },
     /// Listener closed, connections finishing; forced at `deadline`. Idle connections are closed
-    /// once idle for `idle_grace` (from `since` at the earliest): at once after a signal, after
-    /// [`upgrade::IDLE_GRACE`] after an in-place upgrade.
+    /// once idle for `idle_grace` (from `since` at the earliest): at once after the lame-duck
+    /// delay or SIGINT, after [`HAND_OVER_IDLE_GRACE`] when the socket lives on elsewhere.
     Drain {
         deadline: Instant,
         since: Instant,
@@ -432,7 +440,7 @@ impl Server {
         }
         if let Phase::Announce { until } = rt.phase {
             if now >= until {
-                self.start_drain(rt, "delay_over");
+                self.start_drain(rt, "delay_over", Duration::ZERO);
             }
         }
         if now >= rt.next_sweep {
@@ -640,21 +648,28 @@ impl Server {
                         ],
                     );
                 }
+                // SIGTERM with no lame-duck delay. On a socket that lives on in systemd the
+                // next server takes over this socket's clients, so they are handed over as in an
+                // upgrade: told to close by their next answer, or closed after a second idle.
+                Signal::Term if matches!(self.origin, Origin::Inherited { .. }) => {
+                    self.start_drain(rt, signal.name(), HAND_OVER_IDLE_GRACE);
+                }
                 // SIGINT is a person at a terminal: skip the lame-duck delay.
-                _ => self.start_drain(rt, signal.name()),
+                _ => self.start_drain(rt, signal.name(), Duration::ZERO),
             }
         }
         None
     }
 
     /// DRAIN after a signal: take what is queued in the backlog, close the listener, close idle
-    /// connections gently, and let the active ones finish. `after` says what started it.
-    fn start_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str)
+    /// connections gently (once idle for `idle_grace`), and let the active ones finish. `after`
+    /// says what started it.
+    fn start_drain<H>(&mut self, rt: &mut Runtime<H>, after: &str, idle_grace: Duration)
     where
         H: Handler,
     {
         self.take_backlog(rt);
-        self.enter_drain(rt, after, Duration::ZERO);
+        self.enter_drain(rt, after, idle_grace);
     }
 
     /// Closes our listener and drains, idle connections after `idle_grace`. The listener is
@@ -782,7 +797,7 @@ impl Server {
                     live.release();
                 }
                 // No backlog intake: the new process accepts from the same queue.
-                self.enter_drain(rt, "upgrade", upgrade::IDLE_GRACE);
+                self.enter_drain(rt, "upgrade", HAND_OVER_IDLE_GRACE);
             }
         }
     }

@@ -51,14 +51,6 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 /// What the child writes once its loop runs.
 const READY: &[u8] = b"ready\n";
 
-/// After the hand-over, how long the parent leaves an idle keep-alive connection open before it
-/// closes it (gently, as DRAIN does). Its clients are connected to the parent directly, and a
-/// busy one is about to send its next request: that request is answered, with
-/// `Connection: close`, so the client reconnects, to the child. Closing at once would race with
-/// that request (RFC 9112 §9.5); a second covers a client between two requests without keeping
-/// idle ones for long.
-pub const IDLE_GRACE: Duration = Duration::from_secs(1);
-
 /// The path to start the new binary from: the path this process was started with, so that a
 /// binary replaced there (by `rename`, as package managers do) is the one started. `argv[0]`
 /// when it names a path (made absolute against the working directory at start-up), else the

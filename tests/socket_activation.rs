@@ -12,6 +12,8 @@
 //! - a `systemctl restart` loop under load: stop, then start the next server on the same socket,
 //!   five times: no refused connection, no reset, every request answered, every old process
 //!   exits 0 with `backlog_lost=0`;
+//! - a stop without lame-duck delay answers a keep-alive client's next request with
+//!   `Connection: close` instead of closing under it;
 //! - clients the old server could not take (no descriptors) are not lost: the next one serves them;
 //! - `NOTIFY_SOCKET` gets `READY=1` and `STOPPING=1`;
 //! - fd 3 that is not a listening TCP socket, or several sockets, is refused with exit 2;
@@ -35,7 +37,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
-use support::{Lameduck, PROMPT, TempDir, eventually, field, get, read_response, request};
+use support::{
+    Lameduck, PROMPT, TempDir, eventually, field, get, read_response, receive_until_close, request,
+};
 
 /// The `sh -c` script that sets `LISTEN_PID` to its own pid and then becomes the server.
 const AS_OWN_PID: &str = r#"export LISTEN_PID=$$; exec "$0" "$@""#;
@@ -156,9 +160,9 @@ fn serves_on_the_inherited_socket_which_outlives_it() {
 /// Keep-alive clients check a held connection before reusing it and reconnect when the server
 /// closed it, as HTTP clients do. A request written on a reused connection that the server
 /// closes before answering a byte is sent again on a new connection (RFC 9112 §9.3.1 allows it
-/// for an idempotent request, and pooling clients do it); those are counted and printed. With
-/// `--shutdown-delay 0`, an idle keep-alive connection is closed at once at DRAIN, and a request
-/// the client writes at that instant crosses the close (RFC 9112 §9.5).
+/// for an idempotent request, and pooling clients do it); those are counted and printed. A busy
+/// client is told to close by the answer to its next request, but one that waited a whole second
+/// between two requests can still write one as the server closes (RFC 9112 §9.5).
 #[test]
 fn restarts_on_a_held_socket_refuse_nothing_and_lose_nothing() {
     const RESTARTS: usize = 5;
@@ -195,6 +199,49 @@ fn restarts_on_a_held_socket_refuse_nothing_and_lose_nothing() {
         failures.len()
     );
     assert!(failures.is_empty(), "failed requests: {failures:#?}");
+}
+
+/// `systemctl restart` with the shipped `--shutdown-delay 0`: no lame-duck window has told busy
+/// keep-alive clients to close, so the drain hands them over as an upgrade's does. A client that
+/// sends its next request after DRAIN began gets it answered, with `Connection: close` (closing
+/// its connection at once would race with that request: RFC 9112 §9.5), and a connection that
+/// stays idle is closed gently a second later. Two busy clients ask in turn: the loop answers
+/// the first only after the sweep that starts DRAIN, so the second's request certainly comes
+/// after it. Fails with a drain that closes idle connections at once: a request then meets a
+/// half-closed connection and is never answered.
+#[test]
+fn a_stop_without_delay_tells_keep_alive_clients_to_close_before_closing_them() {
+    let socket = hold_socket();
+    let (mut server, _dir) = start_on(&socket, &["--shutdown-delay", "0"]);
+    let mut clients: Vec<BufReader<TcpStream>> =
+        (0..3).map(|_| BufReader::new(server.connect())).collect();
+    for client in &mut clients {
+        client.get_mut().write_all(&get("/")).unwrap();
+        let response = read_response(client, false).unwrap();
+        assert!(response.status == 200 && !response.closes(), "{response:?}");
+    }
+    let mut idle = clients.pop().unwrap();
+
+    server.signal(libc::SIGTERM);
+    server.wait_for("event=drain");
+    for (i, busy) in clients.iter_mut().enumerate() {
+        busy.get_mut().write_all(&get("/")).unwrap();
+        let response = read_response(busy, false)
+            .unwrap_or_else(|e| panic!("busy client {i}: no answer after DRAIN began: {e}"));
+        assert_eq!(response.status, 200);
+        assert!(response.closes(), "{}", response.head);
+        let rest = receive_until_close(busy.get_mut(), PROMPT);
+        assert!(rest.eof() && rest.bytes.is_empty(), "{rest:?}");
+    }
+    let idle_end = receive_until_close(idle.get_mut(), PROMPT);
+    assert!(idle_end.eof() && idle_end.bytes.is_empty(), "{idle_end:?}");
+    drop((clients, idle)); // our FINs end the server's lingering reads
+    assert_eq!(
+        server.wait_exit(PROMPT).code(),
+        Some(0),
+        "{:#?}",
+        server.log
+    );
 }
 
 /// A client the old server could not take (it is out of descriptors) is not lost when the
