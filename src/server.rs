@@ -654,7 +654,8 @@ impl Server {
                 Signal::Term if matches!(self.origin, Origin::Inherited { .. }) => {
                     self.start_drain(rt, signal.name(), HAND_OVER_IDLE_GRACE);
                 }
-                // SIGINT is a person at a terminal: skip the lame-duck delay.
+                // SIGINT (a person at a terminal: skip the lame-duck delay), or SIGTERM with no
+                // delay on our own socket: drain at once.
                 _ => self.start_drain(rt, signal.name(), Duration::ZERO),
             }
         }
