@@ -84,6 +84,27 @@ enum Phase {
     },
 }
 
+/// Logs a server-wide bound's change of state, once per change and never per request: `events[0]`
+/// (a warning) when it becomes `full`, `events[1]` when it has room again. `was_full` remembers
+/// the state of the last line.
+fn log_bound_change(
+    was_full: &mut bool,
+    full: bool,
+    events: [&str; 2],
+    pairs: &[(&str, log::Value<'_>)],
+) {
+    if full == *was_full {
+        return;
+    }
+    *was_full = full;
+    let (level, event) = if full {
+        (Level::Warn, events[0])
+    } else {
+        (Level::Info, events[1])
+    };
+    log::event(level, event, pairs);
+}
+
 /// How the server ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -191,46 +212,30 @@ impl<H> Runtime<H> {
     /// with one log line each time the budget fills up or has room again.
     fn account(&mut self, before: usize, after: usize) {
         self.buffered = self.buffered - before + after;
-        let full = self.buffered >= self.budget;
-        if full != self.budget_full {
-            self.budget_full = full;
-            let (level, event) = if full {
-                (Level::Warn, "budget_full")
-            } else {
-                (Level::Info, "budget_available")
-            };
-            log::event(
-                level,
-                event,
-                &[
-                    ("buffered", self.buffered.into()),
-                    ("budget", self.budget.into()),
-                ],
-            );
-        }
+        log_bound_change(
+            &mut self.budget_full,
+            self.buffered >= self.budget,
+            ["budget_full", "budget_available"],
+            &[
+                ("buffered", self.buffered.into()),
+                ("budget", self.budget.into()),
+            ],
+        );
     }
 
     /// Books a connection's change between waiting for a reply and not, with one log line each
     /// time the pending bound is reached or has room again.
     fn count_pending(&mut self, before: bool, after: bool, max: usize) {
         self.pending = self.pending + usize::from(after) - usize::from(before);
-        let full = self.pending >= max;
-        if full != self.pending_full {
-            self.pending_full = full;
-            let (level, event) = if full {
-                (Level::Warn, "pending_full")
-            } else {
-                (Level::Info, "pending_available")
-            };
-            log::event(
-                level,
-                event,
-                &[
-                    ("pending", self.pending.into()),
-                    ("max_pending", max.into()),
-                ],
-            );
-        }
+        log_bound_change(
+            &mut self.pending_full,
+            self.pending >= max,
+            ["pending_full", "pending_available"],
+            &[
+                ("pending", self.pending.into()),
+                ("max_pending", max.into()),
+            ],
+        );
     }
 
     /// What connection `index` is told about the server in the current phase, and the shared
