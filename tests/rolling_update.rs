@@ -67,58 +67,44 @@ const UPLOAD_CLIENTS: usize = 4;
 
 #[test]
 fn short_default_mode_loses_no_request() {
-    let Some(cfg) = base_config("default", Mode::Tcp) else {
-        return;
-    };
-    let cfg = RunConfig {
-        shutdown_delay: Some(SHORT_DELAY.into()),
-        ..cfg
-    };
-    let report = run(&cfg);
-    assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
-    discard_logs(&report);
+    if let Some(report) = short_run("default", Mode::Tcp, SHORT_DELAY) {
+        assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
+        discard_logs(&report);
+    }
 }
 
 #[test]
 fn short_naive_mode_control_shows_failures() {
-    let Some(cfg) = base_config("naive", Mode::Tcp) else {
-        return;
-    };
-    let cfg = RunConfig {
-        shutdown_delay: Some("0".into()),
-        ..cfg
-    };
-    let report = run(&cfg);
-    assert_control_fails(&report);
-    discard_logs(&report);
+    if let Some(report) = short_run("naive", Mode::Tcp, "0") {
+        assert_control_fails(&report);
+        discard_logs(&report);
+    }
 }
 
 #[test]
 fn short_http_default_mode_loses_no_request() {
-    let Some(cfg) = base_config("http-default", Mode::Http) else {
-        return;
-    };
-    let cfg = RunConfig {
-        shutdown_delay: Some(SHORT_DELAY.into()),
-        ..cfg
-    };
-    let report = run(&cfg);
-    assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
-    discard_logs(&report);
+    if let Some(report) = short_run("http-default", Mode::Http, SHORT_DELAY) {
+        assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
+        discard_logs(&report);
+    }
 }
 
 #[test]
 fn short_http_naive_mode_control_shows_failures() {
-    let Some(cfg) = base_config("http-naive", Mode::Http) else {
-        return;
-    };
-    let cfg = RunConfig {
-        shutdown_delay: Some("0".into()),
+    if let Some(report) = short_run("http-naive", Mode::Http, "0") {
+        assert_control_fails(&report);
+        discard_logs(&report);
+    }
+}
+
+/// The short configuration with this `--shutdown-delay`, run; `None` when the test skips (no
+/// HAProxy, outside CI).
+fn short_run(label: &str, proxy: Mode, shutdown_delay: &str) -> Option<Report> {
+    let cfg = base_config(label, proxy)?;
+    Some(run(&RunConfig {
+        shutdown_delay: Some(shutdown_delay.into()),
         ..cfg
-    };
-    let report = run(&cfg);
-    assert_control_fails(&report);
-    discard_logs(&report);
+    }))
 }
 
 #[test]
