@@ -215,10 +215,12 @@ def read_response(sock):
     return status, body
 
 
-def get(port, path, sock=None):
+def get(port, path, sock=None, timeout=2.0):
+    """`GET path` on `sock`, or on a new connection that waits at most `timeout` s per step;
+    returns (status, body)."""
     own = sock is None
     if own:
-        sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+        sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
         return read_response(sock)

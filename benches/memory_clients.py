@@ -40,6 +40,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the import below
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402  (the sibling module, found through the line above)
+
 BENCHES = Path(__file__).resolve().parent
 ROOT = BENCHES.parent
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -228,38 +232,13 @@ def snapshot(pid, port):
 
 
 # ---------------------------------------------------------------------------------------------
-# A blocking client for readiness, warm-up and the probe.
-
-def read_response(sock):
-    """Reads one response with a Content-Length body; returns its status."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed before the response head")
-        buf += chunk
-    head, body = buf.split(b"\r\n\r\n", 1)
-    m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-    length = int(m.group(1)) if m else 0
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed inside the body")
-        body += chunk
-    return int(head.split()[1]), body[length:]
-
-
-def get(port, path="/", timeout=2.0):
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
-        return read_response(s)[0]
-
+# Warm-up (readiness and the probe use harness.py's blocking client, `h.get`).
 
 def warm_up(port):
     """Sequential requests, then one pipelined burst larger than the server's shared input and
     output buffers, so pages those buffers touch the first time are not billed to the clients."""
     for _ in range(10):
-        get(port)
+        h.get(port, "/")
     burst = 3000  # 81 KB of requests, ~400 KB of answers
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(PIPELINED * burst)
@@ -284,7 +263,7 @@ def probe(port):
     """Milliseconds for a fresh connection's `GET /` to be answered in full, or an error."""
     t0 = time.perf_counter()
     try:
-        status = get(port, timeout=PROBE_TIMEOUT_S)
+        status = h.get(port, "/", timeout=PROBE_TIMEOUT_S)[0]
     except OSError as e:
         return {"error": type(e).__name__}
     ms = (time.perf_counter() - t0) * 1000
@@ -386,7 +365,7 @@ def start_server(binary, args, tag):
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode} at start (log: {log_path})")
         try:
-            if get(port, "/health") == 200:
+            if h.get(port, "/health")[0] == 200:
                 return proc, port, argv
         except OSError:
             pass
