@@ -103,29 +103,16 @@ fn descriptors_below(pid: libc::pid_t, limit: usize) -> usize {
         .count()
 }
 
-/// The lowest descriptor number `pid` could open after `n` others (`n` = 0: the next one).
-/// Setting `RLIMIT_NOFILE` to the value for `n` = 1 leaves room for exactly one more descriptor,
-/// whatever holes or high inherited descriptors the table has.
-fn free_descriptor(pid: libc::pid_t, n: usize) -> usize {
-    let open: std::collections::HashSet<usize> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read /proc/PID/fd")
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<usize>().ok())
-        .collect();
-    (0..)
-        .filter(|fd| !open.contains(fd))
-        .nth(n)
-        .expect("a free descriptor number")
-}
-
-/// Lowers the running process's `RLIMIT_NOFILE` (soft and hard) to `limit`.
-fn set_nofile(pid: libc::pid_t, limit: usize) {
-    let limit = libc::rlimit {
-        rlim_cur: limit as libc::rlim_t,
-        rlim_max: limit as libc::rlim_t,
-    };
-    // SAFETY: prlimit(2) on our own child, reading `limit` (a local) and writing nothing.
-    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
-    assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+/// `n` clients that connect and write `GET /` each. connect() returning means the handshake is
+/// done, so while the server takes no more connections they wait in its backlog.
+fn queue_requests(server: &Lameduck, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|_| {
+            let mut stream = server.connect();
+            stream.write_all(GET).expect("write GET");
+            stream
+        })
+        .collect()
 }
 
 /// Pipelines `GET /` on `stream` without reading until a write makes no progress for `stall`
@@ -431,14 +418,7 @@ fn no_client_is_reset_at_the_connection_limit_during_a_drain() {
     const QUEUED: usize = 5;
     let mut server = Lameduck::start(&["--max-conns", "1"]);
     let idle = served_connection(&server);
-    // connect() returning means the handshake is done: each client now waits in the backlog.
-    let mut queued: Vec<TcpStream> = (0..QUEUED)
-        .map(|_| {
-            let mut stream = server.connect();
-            stream.write_all(GET).expect("write GET");
-            stream
-        })
-        .collect();
+    let mut queued = queue_requests(&server, QUEUED);
     server.wait_for("event=accept_paused");
 
     server.signal(libc::SIGINT);
@@ -483,17 +463,10 @@ fn no_client_is_reset_at_the_connection_limit_during_a_drain() {
 #[test]
 fn a_queued_client_that_cannot_be_taken_is_counted_and_the_exit_is_not_clean() {
     let mut server = Lameduck::start(&[]);
-    let pid = server.pid();
     // Room for exactly one more descriptor (the default --max-conns, 10 000, is far away).
-    set_nofile(pid, free_descriptor(pid, 1));
+    support::leave_one_descriptor(server.pid());
     let idle = served_connection(&server);
-    let queued: Vec<TcpStream> = (0..2)
-        .map(|_| {
-            let mut stream = server.connect();
-            stream.write_all(GET).expect("write GET");
-            stream
-        })
-        .collect();
+    let queued = queue_requests(&server, 2);
     server.wait_for("reason=out_of_descriptors");
 
     server.signal(libc::SIGINT);
