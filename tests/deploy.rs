@@ -16,9 +16,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use manifest::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, GRACE_MARGIN, Manifest,
-    dockerfile_final_stage, dockerfile_instruction, dockerfile_stages, exec_form, flag,
-    in_docker_context, parse_duration, with_flag,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, DockerIgnore, GRACE_MARGIN,
+    Manifest, dockerfile_final_stage, dockerfile_instruction, dockerfile_stages, exec_form, flag,
+    parse_duration, with_flag,
 };
 use support::{Lameduck, PROMPT, TempDir, get, request, run_command};
 
@@ -312,6 +312,7 @@ fn dockerfile_ships_the_binary_the_scratch_test_builds() {
 /// build needs must survive it, and the host's build outputs must not leak in.
 #[test]
 fn dockerignore_keeps_what_the_build_needs() {
+    let context = DockerIgnore::load();
     for needed in [
         "Cargo.toml",
         "Cargo.lock",
@@ -320,10 +321,7 @@ fn dockerignore_keeps_what_the_build_needs() {
         "benches/codec.rs", // a [[bench]] target Cargo.toml declares
         "deploy/build-static.sh",
     ] {
-        assert!(
-            in_docker_context(needed),
-            "{needed} is left out of the build"
-        );
+        assert!(context.sends(needed), "{needed} is left out of the build");
     }
     for left_out in [
         "target/release/lameduck",
@@ -332,10 +330,7 @@ fn dockerignore_keeps_what_the_build_needs() {
         "deploy/kubernetes.yaml",
         ".git/HEAD",
     ] {
-        assert!(
-            !in_docker_context(left_out),
-            "{left_out} is sent to the build"
-        );
+        assert!(!context.sends(left_out), "{left_out} is sent to the build");
     }
 }
 

@@ -323,7 +323,9 @@ fn build_musl() -> Result<PathBuf, String> {
     if context.exists() {
         std::fs::remove_dir_all(&context).expect("remove the old build context");
     }
-    copy_build_context(&manifest::repo_path(""), "", &context).expect("copy the build context");
+    let ignore = manifest::DockerIgnore::load();
+    copy_build_context(&ignore, &manifest::repo_path(""), "", &context)
+        .expect("copy the build context");
     let mut build = Command::new(context.join("deploy/build-static.sh"));
     build
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -346,9 +348,14 @@ fn build_musl() -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
-/// Copies the files under `dir` (the repository, `relative` to its root) that `.dockerignore`
-/// sends to the build, to `dest`.
-fn copy_build_context(dir: &Path, relative: &str, dest: &Path) -> io::Result<()> {
+/// Copies the files under `dir` (the repository, `relative` to its root) that `ignore` sends to
+/// the build, to `dest`.
+fn copy_build_context(
+    ignore: &manifest::DockerIgnore,
+    dir: &Path,
+    relative: &str,
+    dest: &Path,
+) -> io::Result<()> {
     std::fs::create_dir_all(dest)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -359,10 +366,10 @@ fn copy_build_context(dir: &Path, relative: &str, dest: &Path) -> io::Result<()>
         } else {
             format!("{relative}/{name}")
         };
-        let sent = manifest::in_docker_context(&path);
+        let sent = ignore.sends(&path);
         if entry.file_type()?.is_dir() {
-            if sent || manifest::docker_context_reincludes_below(&path) {
-                copy_build_context(&entry.path(), &path, &dest.join(&*name))?;
+            if sent || ignore.reincludes_below(&path) {
+                copy_build_context(ignore, &entry.path(), &path, &dest.join(&*name))?;
             }
         } else if sent {
             std::fs::copy(entry.path(), dest.join(&*name))?;

@@ -467,41 +467,55 @@ pub fn dockerfile_final_stage() -> Vec<(String, String)> {
         .expect("the Dockerfile has a stage")
 }
 
-/// Whether `path` (relative to the repository) is in the Docker build context: not excluded by
-/// `.dockerignore`, where the last pattern that matches a path or one of its parent directories
-/// decides and `!` re-includes. Patterns: `*` within one path segment, `**` for any number of
-/// segments, a trailing `/` ignored (as Docker cleans paths).
-pub fn in_docker_context(path: &str) -> bool {
-    let mut included = true;
-    for line in read(".dockerignore").lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (exception, pattern) = match line.strip_prefix('!') {
-            Some(rest) => (true, rest),
-            None => (false, line),
-        };
-        let pattern: Vec<&str> = pattern.trim_matches('/').split('/').collect();
-        let segments: Vec<&str> = path.split('/').collect();
-        // The path itself or any directory above it.
-        if (1..=segments.len()).any(|n| glob_segments(&pattern, &segments[..n])) {
-            included = exception;
-        }
-    }
-    included
+/// `.dockerignore`, read once: which paths `docker build` sends as the build context. The last
+/// pattern that matches a path or one of its parent directories decides, and `!` re-includes.
+/// Patterns: `*` within one path segment, `**` for any number of segments, a leading or
+/// trailing `/` ignored (as Docker cleans paths).
+pub struct DockerIgnore {
+    /// (is an exception, the pattern's segments), in file order.
+    patterns: Vec<(bool, Vec<String>)>,
 }
 
-/// Whether a `!` pattern of `.dockerignore` names a path below `dir`: Docker then walks into
-/// `dir` even if `dir` itself is excluded, and sends what the exception re-includes.
-pub fn docker_context_reincludes_below(dir: &str) -> bool {
-    read(".dockerignore").lines().any(|line| {
-        line.trim().strip_prefix('!').is_some_and(|pattern| {
-            pattern
-                .trim_start_matches('/')
-                .starts_with(&format!("{dir}/"))
+impl DockerIgnore {
+    pub fn load() -> DockerIgnore {
+        let patterns = read(".dockerignore")
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| {
+                let (exception, pattern) = match line.strip_prefix('!') {
+                    Some(rest) => (true, rest),
+                    None => (false, line),
+                };
+                let segments = pattern.trim_matches('/').split('/').map(String::from);
+                (exception, segments.collect())
+            })
+            .collect();
+        DockerIgnore { patterns }
+    }
+
+    /// Whether `path` (relative to the repository) is sent.
+    pub fn sends(&self, path: &str) -> bool {
+        let segments: Vec<&str> = path.split('/').collect();
+        let mut sent = true;
+        for (exception, pattern) in &self.patterns {
+            let pattern: Vec<&str> = pattern.iter().map(String::as_str).collect();
+            // The path itself or any directory above it.
+            if (1..=segments.len()).any(|n| glob_segments(&pattern, &segments[..n])) {
+                sent = *exception;
+            }
+        }
+        sent
+    }
+
+    /// Whether an exception names a path below `dir`: Docker then walks into `dir` even if `dir`
+    /// itself is excluded, and sends what the exception re-includes.
+    pub fn reincludes_below(&self, dir: &str) -> bool {
+        let dir: Vec<&str> = dir.split('/').collect();
+        self.patterns.iter().any(|(exception, pattern)| {
+            *exception && pattern.len() > dir.len() && pattern.iter().zip(&dir).all(|(p, d)| p == d)
         })
-    })
+    }
 }
 
 fn glob_segments(pattern: &[&str], path: &[&str]) -> bool {
