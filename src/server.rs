@@ -86,12 +86,12 @@ enum Phase {
 
 /// Logs a server-wide bound's change of state, once per change and never per request: `events[0]`
 /// (a warning) when it becomes `full`, `events[1]` when it has room again. `was_full` remembers
-/// the state of the last line.
-fn log_bound_change(
+/// the state of the last line; `pairs` are built only when a line is written.
+fn log_bound_change<'a, const N: usize>(
     was_full: &mut bool,
     full: bool,
     events: [&str; 2],
-    pairs: &[(&str, log::Value<'_>)],
+    pairs: impl FnOnce() -> [(&'static str, log::Value<'a>); N],
 ) {
     if full == *was_full {
         return;
@@ -102,7 +102,7 @@ fn log_bound_change(
     } else {
         (Level::Info, events[1])
     };
-    log::event(level, event, pairs);
+    log::event(level, event, &pairs());
 }
 
 /// How the server ended.
@@ -216,10 +216,12 @@ impl<H> Runtime<H> {
             &mut self.budget_full,
             self.buffered >= self.budget,
             ["budget_full", "budget_available"],
-            &[
-                ("buffered", self.buffered.into()),
-                ("budget", self.budget.into()),
-            ],
+            || {
+                [
+                    ("buffered", self.buffered.into()),
+                    ("budget", self.budget.into()),
+                ]
+            },
         );
     }
 
@@ -231,10 +233,12 @@ impl<H> Runtime<H> {
             &mut self.pending_full,
             self.pending >= max,
             ["pending_full", "pending_available"],
-            &[
-                ("pending", self.pending.into()),
-                ("max_pending", max.into()),
-            ],
+            || {
+                [
+                    ("pending", self.pending.into()),
+                    ("max_pending", max.into()),
+                ]
+            },
         );
     }
 
