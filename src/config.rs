@@ -712,6 +712,16 @@ mod tests {
         }
     }
 
+    /// One whole request (the largest head and body) must fit in the budget, or an upload could
+    /// wait for room only it could free: refused at start, naming both flags.
+    #[test]
+    fn one_request_must_fit_in_the_buffer_budget() {
+        let err = parse(&["--buffer-budget", "65536"], &[]).unwrap_err();
+        assert!(err.0.contains("--max-body 1048576"), "{err}");
+        assert!(err.0.contains("--buffer-budget 65536"), "{err}");
+        assert!(parse(&["--buffer-budget", "65536", "--max-body", "50000"], &[]).is_ok());
+    }
+
     #[test]
     fn bounds_are_inclusive() {
         let week = MAX_DURATION.as_secs().to_string();
@@ -724,7 +734,7 @@ mod tests {
         let ok = |args: &[&str]| assert!(parse(args, &[]).is_ok(), "{args:?}");
         ok(&["--max-conns", "1000000"]);
         ok(&["--max-conns", "1"]);
-        ok(&["--max-body", "1073741824"]);
+        ok(&["--max-body", "1073741824", "--buffer-budget", "2147483648"]);
         ok(&["--max-body", "0"]);
         ok(&[
             "--max-header-bytes",
