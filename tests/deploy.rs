@@ -16,9 +16,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use manifest::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_MAX_AGE, DEFAULT_SHUTDOWN_DELAY, DockerIgnore,
-    GRACE_MARGIN, IMAGE_ENTRIES, IMAGE_ROOT, Manifest, dockerfile_final_stage,
-    dockerfile_instruction, dockerfile_stages, exec_form, flag, parse_duration, quantity, with_flag,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_MAX_AGE, DEFAULT_SHUTDOWN_DELAY,
+    DockerIgnore, GRACE_MARGIN, IMAGE_ENTRIES, IMAGE_ROOT, Manifest, dockerfile_final_stage,
+    dockerfile_instruction, dockerfile_stages, exec_form, flag, parse_duration, quantity,
+    with_flag,
 };
 use support::{Lameduck, PROMPT, TempDir, get, request, run_command};
 
@@ -127,8 +128,7 @@ fn liveness_probe_execs_the_image_binary_against_the_servers_live_file() {
     );
 
     // Stale means "the loop missed several heartbeats", not one slow turn.
-    let max_age =
-        flag(&command, "--max-age").map_or(DEFAULT_MAX_AGE, |v| parse_duration(&v));
+    let max_age = flag(&command, "--max-age").map_or(DEFAULT_MAX_AGE, |v| parse_duration(&v));
     let heartbeat = m.server_duration("--heartbeat", DEFAULT_HEARTBEAT);
     assert!(
         max_age >= heartbeat * 3,

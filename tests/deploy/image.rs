@@ -83,8 +83,7 @@ fn build_musl() -> Result<PathBuf, String> {
         std::fs::remove_dir_all(&context).expect("remove the old build context");
     }
     let ignore = DockerIgnore::load();
-    copy_build_context(&ignore, &repo_path(""), "", &context)
-        .expect("copy the build context");
+    copy_build_context(&ignore, &repo_path(""), "", &context).expect("copy the build context");
     let mut build = Command::new(context.join("deploy/build-static.sh"));
     build
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -136,4 +135,3 @@ fn copy_build_context(
     }
     Ok(())
 }
-

@@ -382,10 +382,15 @@ fn read_to_end(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
 
 /// Polls `condition` until it holds, failing after [`PROMPT`]. For state that changes on its own
 /// schedule (a file's mtime, a probe's answer), where there is nothing to read or wait on.
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PROMPT;
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(PROMPT, what, condition);
+}
+
+/// Like [`eventually`], failing after `limit`.
+pub fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "not within {PROMPT:?}: {what}");
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
         thread::sleep(Duration::from_millis(10));
     }
 }
