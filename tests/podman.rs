@@ -126,6 +126,28 @@ fn runs_as_the_manifest_runs_it_and_its_healthcheck_sees_a_wedged_loop() {
         options.starts_with("rw,") && fs == "tmpfs",
         "/tmp: {options} {fs}"
     );
+    // Nothing else of the image's file system is writable. What every container gets from its
+    // runtime (Kubernetes' too) is left out: /dev, /proc, /sys, and the files the engine writes
+    // for it (/etc/hosts, /etc/hostname, /etc/resolv.conf, /run/.containerenv).
+    let runtime_owned = |point: &str| {
+        ["/dev", "/proc", "/sys"]
+            .iter()
+            .any(|top| point == *top || point.starts_with(&format!("{top}/")))
+            || [
+                "/etc/hosts",
+                "/etc/hostname",
+                "/etc/resolv.conf",
+                "/run/.containerenv",
+            ]
+            .contains(&point)
+    };
+    let writable: Vec<&str> = mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(5).is_some_and(|o| o.starts_with("rw")))
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|point| !runtime_owned(point))
+        .collect();
+    assert_eq!(writable, ["/tmp"], "writable mounts:\n{mounts}");
     let live_file = c.file(DEFAULT_LIVE_FILE);
     assert_eq!(
         meta_uid(&std::fs::metadata(&live_file).expect("liveness file")),
