@@ -8,8 +8,8 @@
 # CI builds and runs this image with a real engine (podman with runc): tests/podman.rs builds the
 # runtime stage below, instruction for instruction, on the binary deploy/build-static.sh makes (the
 # script this file's build stage runs, as tests/deploy.rs checks), then runs it as the manifest
-# does, stops it, and plays deploy/kubernetes.yaml. Only the build stage's base image is not
-# pulled there (no registry access).
+# does, stops it, and plays deploy/kubernetes.yaml. Only the build stage does not run there: its
+# base image cannot be pulled in CI (no registry access).
 
 # ---------------------------------------------------------------------------------------------
 # Build stage.
