@@ -66,7 +66,7 @@ pub mod slab;
 mod upgrade;
 
 pub use codec::{Request, Response};
-pub use config::{Command, Config, LiveConfig};
+pub use config::{Command, Config, ConfigError, LiveConfig};
 pub use handler::{Call, Handler, Reply};
 pub use pool::{Pool, PoolHandler};
 pub use server::{Outcome, Server};
