@@ -104,11 +104,11 @@ const HANDLED: [(c_int, Signal); 3] = [
     (libc::SIGUSR2, Signal::Upgrade),
 ];
 
-/// Most [`SignalSource`]s, and so `Server`s, live in one process at once. The action scans the
-/// whole table on every delivery, and a fixed table is what a signal handler can read without
-/// allocating or locking. 64 is far more servers than one process has reason to run (a public
-/// and an admin port is the usual case), and small enough to scan in a blink.
-pub const MAX_LIVE: usize = 64;
+/// Most [`SignalSource`]s, and so `Server`s, live in one process at once. A fixed table is what a
+/// signal handler can read without allocating or locking, and the action scans all of it on
+/// every delivery. 64 is far more servers than one process has reason to run (a public and an
+/// admin port is the usual case), and 64 atomic loads cost nothing beside the write(2)s.
+const MAX_LIVE: usize = 64;
 
 /// A free entry of [`LIVE`].
 const FREE: RawFd = -1;
@@ -166,7 +166,7 @@ impl SignalSource {
     /// Makes this server live for SIGTERM/SIGINT/SIGUSR2: from here on, until the `SignalSource`
     /// is dropped, each delivery is queued for its loop (and for every other live server's),
     /// instead of acting on the process. The first call in a process registers the actions (see
-    /// the module doc). Fails if [`MAX_LIVE`] sources are live already.
+    /// the module doc). Fails if 64 sources (`MAX_LIVE`) are live already.
     pub fn new() -> io::Result<Self> {
         if let Err(e) = REGISTERED.get_or_init(register) {
             return Err(io::Error::new(
