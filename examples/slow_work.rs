@@ -17,7 +17,8 @@
 //!
 //! - `GET /download?bytes=N` streams N bytes (at most [`MAX_DOWNLOAD`]) with
 //!   `Content-Length: N`, produced in pieces of [`PIECE`] bytes on a thread of its own, never
-//!   held whole; `&chunked=1` sends the same bytes chunked (no length up front);
+//!   held whole; `&chunked=1` sends the same bytes chunked (no length up front); `&fail_at=M`
+//!   makes the producer give up after M bytes (the response fails visibly);
 //! - `GET /blob` answers the same 8 MiB body to every client from one shared allocation;
 //!   `/blob?bytes=N` answers its first N bytes, still without a copy (a type of our own lends
 //!   the prefix).
@@ -112,24 +113,31 @@ fn download(target: &str) -> Response {
         return Response::text(400, format!("expected ?bytes=0..{MAX_DOWNLOAD}\n"));
     };
     let chunked = target.contains("chunked=1");
+    let fail_at = query_number(target, "fail_at=");
     let (body, writer) = Body::stream((!chunked).then_some(bytes));
     let producer = std::thread::Builder::new()
         .name("download".into())
-        .spawn(move || produce(writer, bytes));
+        .spawn(move || produce(writer, bytes, fail_at));
     if producer.is_err() {
         return Response::text(503, "no thread for the download\n").with_header("Retry-After", "1");
     }
     Response::new(200, body).with_header("Content-Type", "application/octet-stream")
 }
 
-/// Sends `bytes` bytes of the pattern in pieces of [`PIECE`]; returns early (the writer, dropped
-/// unfinished, fails the response) only if the client has gone.
-fn produce(mut writer: BodyWriter, bytes: u64) {
+/// Sends `bytes` bytes of the pattern in pieces of [`PIECE`]. Stops early if the client has
+/// gone (saying so on stderr, with how much it had sent), or, to show what a failure looks like
+/// on the wire, after `fail_at` bytes: the writer, dropped unfinished, fails the response.
+fn produce(mut writer: BodyWriter, bytes: u64, fail_at: Option<u64>) {
     let mut at = 0u64;
     while at < bytes {
+        if fail_at.is_some_and(|fail_at| at >= fail_at) {
+            eprintln!("event=download_failed sent={at} bytes={bytes}");
+            return;
+        }
         let len = PIECE.min((bytes - at) as usize);
         let piece: Vec<u8> = (at..at + len as u64).map(|i| (i % 251) as u8).collect();
         if writer.send(piece).is_err() {
+            eprintln!("event=download_gone sent={at} bytes={bytes}");
             return;
         }
         at += len as u64;
