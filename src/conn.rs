@@ -14,20 +14,28 @@
 //! - **An unfinished head is the exception**: it is copied into the connection's `carry` (at most
 //!   `--max-header-bytes`), because leaving it in the kernel can shut the TCP window for good
 //!   (`Connection::hold` says why).
-//! - **Output is queued only up to [`OUTPUT_HIGH_WATER`].** Responses are encoded into the output
-//!   buffer the event loop shares, written with one `write`, and only what the socket does not
-//!   take is copied into the connection's own `unsent` queue. A connection with that much queued
-//!   starts no new request until the client has read some of it.
-//! - **One budget for all of it.** While the bytes held for all connections together are at
-//!   `--buffer-budget` ([`Context::budget_full`]), no connection starts a new request.
+//! - **Output is queued only up to [`OUTPUT_HIGH_WATER`], and bodies are not copied at all.**
+//!   Response heads (and bodies of at most a kilobyte) are encoded into the output buffer the
+//!   event loop shares and written at once; only what the socket does not take is copied into
+//!   the connection's own `unsent` queue, and a connection with that much queued starts no new
+//!   request until the client has read some of it. A larger body is written from where it lives
+//!   (`writev` of queue and body, resumed at an offset): an owned body is held once, a shared
+//!   one costs a reference, a streamed one the piece being written plus what its channel
+//!   queues ([`STREAM_HIGH_WATER`](crate::STREAM_HIGH_WATER)), its producer held back meanwhile.
+//! - **One budget for what must be buffered.** Unfinished heads and request bodies being
+//!   collected count against `--buffer-budget` ([`Context::budget_room`]). A request that needs
+//!   more than is left waits in the kernel; a request that needs nothing buffered is answered
+//!   whatever the budget says, so the budget limits what is held, never who is served.
 //!
 //! # The request/response cycle
 //!
 //! A request goes to the handler once it is complete, body included (a body that arrived with
-//! its head is lent in place; one still arriving is collected in an `Upload`). The handler
-//! answers at once, or takes the reply and answers later from another thread: the connection
-//! then waits (`Awaiting`), reading nothing more, until the server hands it the answer
-//! ([`Connection::on_reply`]). Responses therefore leave in the order of their requests.
+//! its head is lent in place; one still arriving is collected in an `Upload`, admitted only
+//! when the budget can hold all of it). The handler answers at once, or takes the reply and
+//! answers later from another thread: the connection then waits (`Exchange::Handler`), reading
+//! nothing more, until the server hands it the answer ([`Connection::on_reply`]). A large or
+//! streamed body is then written (`Exchange::Body`) before the next request is read. Responses
+//! therefore leave in the order of their requests.
 //!
 //! In steady state `carry` and `unsent` are empty, which is why an idle connection costs about
 //! 160 bytes (measured with 10,000 open: 161 B each, `benches/compare.sh`), and why answering a

@@ -94,7 +94,9 @@ fn head_of_a_download_is_the_head_only_and_its_producer_stops() {
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Length"), Some("100000000"));
     let gone = server.wait_for("event=download_gone");
-    let sent: u64 = field(&gone, "sent").and_then(|v| v.parse().ok()).expect("sent=");
+    let sent: u64 = field(&gone, "sent")
+        .and_then(|v| v.parse().ok())
+        .expect("sent=");
     assert!(sent < 1 << 20, "a HEAD's producer ran on: {gone}");
     client.get_mut().write_all(&get("/")).expect("write");
     let hello = read_response(&mut client, false).expect("GET / after the HEAD");
@@ -133,7 +135,9 @@ fn a_producer_that_fails_mid_body_never_looks_complete() {
         .write_all(&head_request(&path, "1.0"))
         .expect("write");
     let mut received = Vec::new();
-    let error = http10.read_to_end(&mut received).expect_err("a reset, not EOF");
+    let error = http10
+        .read_to_end(&mut received)
+        .expect_err("a reset, not EOF");
     assert_eq!(error.kind(), io::ErrorKind::ConnectionReset, "{error}");
 }
 
@@ -157,10 +161,15 @@ fn a_reader_that_stops_holds_back_its_producer_until_it_goes() {
     thread::sleep(Duration::from_secs(1));
     drop(client);
     let gone = server.wait_for("event=download_gone");
-    let sent: u64 = field(&gone, "sent").and_then(|v| v.parse().ok()).expect("sent=");
+    let sent: u64 = field(&gone, "sent")
+        .and_then(|v| v.parse().ok())
+        .expect("sent=");
     // What was read, the kernel's buffers on both sides (tcp_wmem's largest default is 4 MiB),
     // and two pieces: far below the 1 GiB asked for, and below what a second of producing makes.
-    assert!(sent < 16 << 20, "the producer ran ahead of its reader: {gone}");
+    assert!(
+        sent < 16 << 20,
+        "the producer ran ahead of its reader: {gone}"
+    );
 }
 
 /// No client stalls the others (the case (a)): while twenty clients read a large answer
@@ -204,12 +213,16 @@ fn the_drain_waits_for_answers_being_written_and_counts_the_abandoned() {
         .write_all(&get("/download?bytes=20000000"))
         .expect("write");
     let mut some = [0u8; 4096];
-    downloading.read_exact(&mut some).expect("the download starts");
+    downloading
+        .read_exact(&mut some)
+        .expect("the download starts");
     server.signal(libc::SIGTERM);
     let drain = server.wait_for("event=drain");
     assert_eq!(field(&drain, "writing"), Some("1"), "{drain}");
     let mut rest = Vec::new();
-    downloading.read_to_end(&mut rest).expect("the rest of the download");
+    downloading
+        .read_to_end(&mut rest)
+        .expect("the rest of the download");
     assert_eq!(some.len() + rest.len() - head_len(&some), 20_000_000);
     assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
 

@@ -627,3 +627,34 @@ fn a_request_the_budget_cannot_take_in_time_gets_503_and_retry_after() {
     assert!(response.closes());
     trickle.join().expect("trickle thread");
 }
+
+/// Trailer lines are not progress: a chunked request that sends its last chunk and then trickles
+/// trailer lines, each well inside the header timeout, still gets its 408 at `--header-timeout`
+/// (the timeout is not renewed line by line, or one request could hold its connection, and a
+/// drain, for as long as it liked).
+#[test]
+fn trailer_lines_do_not_renew_the_header_timeout() {
+    let server = Lameduck::start(&["--header-timeout", "1s"]);
+    let mut client = server.connect();
+    client
+        .write_all(
+            b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n",
+        )
+        .expect("write the body");
+    let done = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let done = done.clone();
+        let mut client = client.try_clone().expect("clone");
+        // One trailer line every 200 ms: the pace of a slow client.
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) && client.write_all(b"T: x\r\n").is_ok() {
+                thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let mut reader = BufReader::new(client);
+    let response = read_response(&mut reader, false).expect("an answer");
+    done.store(true, Ordering::Relaxed);
+    assert_eq!(response.status, 408, "{}", response.head);
+    trickle.join().expect("trickle");
+}

@@ -8,12 +8,14 @@ use std::time::Instant;
 
 use lameduck::conn::{Connection, Limits, Scratch, Verdict};
 use lameduck::handler::Message;
-use lameduck::{Call, Handler, Reply, Request, Response};
+use lameduck::{Body, BodyWriter, Call, Handler, Reply, Request, Response};
 use support::memory::{self, Memory, Replies};
 
-/// Answers `/` at once; for `/later` takes the reply and keeps it in `held`.
+/// Answers `/` at once; for `/later` takes the reply and keeps it in `held`; for `/stream`
+/// answers with a streamed body of unknown length and keeps its writer in `writers`.
 struct Deferring {
     held: Vec<Reply>,
+    writers: Vec<BodyWriter>,
 }
 
 impl Handler for Deferring {
@@ -24,6 +26,12 @@ impl Handler for Deferring {
                 None
             }
             "/forgot" => None,
+            "/interim" => Some(Response::empty(103)),
+            "/stream" => {
+                let (body, writer) = Body::stream(None);
+                self.writers.push(writer);
+                Some(Response::new(200, body))
+            }
             _ => Some(Response::text(200, format!("now {}\n", request.path))),
         }
     }
@@ -44,7 +52,10 @@ impl Session {
             scratch: Scratch::new(64 * 1024),
             limits: memory::limits(),
             replies: Replies::new(),
-            handler: Deferring { held: Vec::new() },
+            handler: Deferring {
+                held: Vec::new(),
+                writers: Vec::new(),
+            },
         }
     }
 
@@ -62,19 +73,20 @@ impl Session {
     fn deliver(&mut self) -> Option<Verdict> {
         let mut verdict = None;
         for (id, message) in self.replies.inbox.take() {
-            let Message::Answer(response) = message else {
-                continue;
-            };
             let mut ctx = memory::context(
                 &self.limits,
                 Instant::now(),
                 &mut self.handler,
                 &mut self.replies,
             );
-            verdict = self
-                .conn
-                .on_reply(id.serial, response, &mut self.scratch, &mut ctx)
-                .or(verdict);
+            let scratch = &mut self.scratch;
+            verdict = match message {
+                Message::Answer(response) => {
+                    self.conn.on_reply(id.serial, response, scratch, &mut ctx)
+                }
+                Message::Stream => self.conn.on_stream(id.serial, scratch, &mut ctx),
+            }
+            .or(verdict);
         }
         verdict
     }
@@ -161,4 +173,61 @@ fn a_client_that_leaves_cancels_its_reply() {
         s.replies.inbox.take().is_empty(),
         "a cancelled answer goes nowhere"
     );
+}
+
+/// A final answer is 2xx to 5xx (RFC 9110 §15): a handler's 1xx would leave its client waiting
+/// for the real answer and shift every later response by one, so it is answered 500 (and
+/// logged), and the connection closes.
+#[test]
+fn a_handler_status_that_is_not_final_is_answered_500() {
+    let mut s = Session::new();
+    let mut input = get("/interim");
+    input.extend(get("/after"));
+    s.conn.stream_mut().arrive(&input);
+    s.event(false);
+    let out = s.output();
+    assert!(out.starts_with("HTTP/1.1 500 "), "{out}");
+    assert!(out.contains("Connection: close"), "{out}");
+    assert_eq!(out.matches("HTTP/1.1 ").count(), 1, "{out}");
+}
+
+/// A streamed body of unknown length goes out chunked, each piece when its producer sends it
+/// (the producer's send wakes the loop), the last chunk when it finishes; the request behind
+/// it waits until then, and is answered after.
+#[test]
+fn a_streamed_body_is_chunked_piece_by_piece_and_the_next_request_waits() {
+    let mut s = Session::new();
+    let mut input = get("/stream");
+    input.extend(get("/after"));
+    s.conn.stream_mut().arrive(&input);
+    s.event(false);
+    let out = s.output();
+    assert!(out.contains("Transfer-Encoding: chunked\r\n"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "only the head so far: {out}");
+    assert_eq!(s.conn.stream_mut().unread(), get("/after"));
+
+    let mut writer = s
+        .handler
+        .writers
+        .pop()
+        .expect("the handler kept the writer");
+    let producer = std::thread::spawn(move || {
+        writer.send("hello").expect("send");
+        writer
+    });
+    let writer = producer.join().expect("producer");
+    s.deliver();
+    assert!(
+        s.output().ends_with("\r\n\r\n5\r\nhello\r\n"),
+        "{}",
+        s.output()
+    );
+    std::thread::spawn(move || writer.finish().expect("finish"))
+        .join()
+        .expect("producer");
+    s.deliver();
+    let out = s.output();
+    let end = out.find("hello\r\n0\r\n\r\n").expect("the last chunk");
+    let after = out.find("now /after\n").expect("the answer behind it");
+    assert!(end < after, "{out}");
 }

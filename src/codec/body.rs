@@ -630,4 +630,30 @@ mod tests {
             Err(ProtocolError::BodyTooLarge)
         );
     }
+
+    /// A trailer section is bounded as a head is (RFC 9110 §6.5): at most
+    /// [`MAX_TRAILER_FIELDS`] fields and [`MAX_TRAILER_BYTES`] bytes, 431 beyond; a section just
+    /// inside both bounds is fine.
+    #[test]
+    fn trailer_sections_are_bounded_in_fields_and_bytes() {
+        let section = |fields: usize, value: usize| {
+            let mut input = b"1\r\nx\r\n0\r\n".to_vec();
+            for i in 0..fields {
+                input.extend(format!("T{i}: {}\r\n", "v".repeat(value)).bytes());
+            }
+            input.extend(b"\r\n");
+            input
+        };
+        let ok = section(MAX_TRAILER_FIELDS, 100);
+        assert_eq!(chunked(&ok), Ok((ok.len(), true)));
+        assert_eq!(
+            chunked(&section(MAX_TRAILER_FIELDS + 1, 1)),
+            Err(ProtocolError::HeadersTooLarge)
+        );
+        // Three lines of 3,000 bytes: each within the line bound, together over the section's.
+        assert_eq!(
+            chunked(&section(3, 3000)),
+            Err(ProtocolError::HeadersTooLarge)
+        );
+    }
 }

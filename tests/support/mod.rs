@@ -278,7 +278,9 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<R
         // Close-delimited (RFC 9112 §6.3, item 8): the body is everything until EOF.
         reader.read_to_end(&mut response.body)?;
     } else {
-        return Err(io::Error::other("a response without framing that keeps its connection"));
+        return Err(io::Error::other(
+            "a response without framing that keeps its connection",
+        ));
     }
     Ok(response)
 }
