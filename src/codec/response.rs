@@ -11,8 +11,9 @@ use std::sync::Arc;
 use super::request::Version;
 use crate::stream::Receiver;
 
-/// A header line: a static name and a value that is borrowed when it is static.
-pub type Header = (&'static str, Cow<'static, str>);
+/// A header line: a name and a value, each borrowed when it is a constant and owned when it is
+/// computed.
+pub type Header = (Cow<'static, str>, Cow<'static, str>);
 
 /// A response as a handler builds it: a status, header lines and a body. The server adds `Date`,
 /// `Content-Length` and `Connection` when it encodes it.
@@ -53,7 +54,10 @@ pub struct Response {
 }
 
 /// The header every text response with content carries.
-const TEXT_PLAIN: &[Header] = &[("Content-Type", Cow::Borrowed("text/plain; charset=utf-8"))];
+const TEXT_PLAIN: &[Header] = &[(
+    Cow::Borrowed("Content-Type"),
+    Cow::Borrowed("text/plain; charset=utf-8"),
+)];
 
 impl Response {
     /// A `text/plain` response.
@@ -131,7 +135,11 @@ impl Response {
     /// Where `try_header` returns an error: a name that is not a token, a name the server writes
     /// itself, a value with a control character. As with `http::HeaderName::from_static`, such a
     /// header is a bug in the program, best found the first time the line runs.
-    pub fn with_header(self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
+    pub fn with_header(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
         match self.try_header(name, value) {
             Ok(response) => response,
             Err(e) => panic!("Response::with_header: {e}"),
@@ -140,22 +148,75 @@ impl Response {
 
     /// Sets a header, replacing one of the same name, or says why it cannot be sent. The response
     /// is consumed either way: on an error, answer with something else (a 400 or a 500, as the
-    /// value's source deserves).
+    /// value's source deserves). The name may be computed:
+    ///
+    /// ```
+    /// use lameduck::Response;
+    ///
+    /// let field = format!("X-{}-Version", "Api");
+    /// let response = Response::text(200, "ok\n").try_header(field, "2")?;
+    /// assert_eq!(response.headers()[1].0, "X-Api-Version");
+    /// # Ok::<(), lameduck::InvalidHeader>(())
+    /// ```
     pub fn try_header(
         mut self,
-        name: &'static str,
+        name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Result<Self, InvalidHeader> {
-        let value = value.into();
-        check_header(name, &value)?;
+        let (name, value) = (name.into(), value.into());
+        check_header(&name, &value)?;
         let headers = self.headers.to_mut();
         match headers
             .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
         {
             Some(line) => *line = (name, value),
             None => headers.push((name, value)),
         }
+        Ok(self)
+    }
+
+    /// Adds a header line after any of the same name, for the fields HTTP lets repeat: `Set-Cookie`
+    /// (RFC 6265 §3: one cookie per line, never folded) and the list-based fields (`Vary`,
+    /// `Cache-Control`, `Link`…, RFC 9110 §5.3). Panics where
+    /// [`try_append_header`](Response::try_append_header) returns an error.
+    ///
+    /// ```
+    /// use lameduck::Response;
+    ///
+    /// let response = Response::empty(204)
+    ///     .append_header("Set-Cookie", "session=abc; HttpOnly")
+    ///     .append_header("Set-Cookie", "theme=dark");
+    /// assert_eq!(response.headers().len(), 2);
+    /// ```
+    pub fn append_header(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        match self.try_append_header(name, value) {
+            Ok(response) => response,
+            Err(e) => panic!("Response::append_header: {e}"),
+        }
+    }
+
+    /// Adds a header line after any of the same name, or says why it cannot be sent: the rules
+    /// of [`try_header`](Response::try_header), and a field that may appear only once
+    /// (`Content-Type`, `Location`, `ETag`… see [`InvalidHeader::Repeated`]) cannot be added
+    /// twice.
+    pub fn try_append_header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Result<Self, InvalidHeader> {
+        let (name, value) = (name.into(), value.into());
+        check_header(&name, &value)?;
+        let headers = self.headers.to_mut();
+        let present = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name));
+        if present && SINGLETONS.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
+            return Err(InvalidHeader::Repeated(name));
+        }
+        headers.push((name, value));
         Ok(self)
     }
 
@@ -164,7 +225,8 @@ impl Response {
         self.status
     }
 
-    /// The header lines the handler set, in order, at most one per name.
+    /// The header lines the handler set, in order (a name appears more than once only where it
+    /// was [appended](Response::append_header)).
     pub fn headers(&self) -> &[Header] {
         &self.headers
     }
@@ -429,19 +491,19 @@ impl<T: Into<Chunk>> From<T> for Body {
 }
 
 /// Why a header cannot be set. Each variant names the header.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidHeader {
     /// The name is not a token (RFC 9110 §5.1, §5.6.2): empty, or with a space, a colon, a
     /// control character or another delimiter. It would not parse as a header line, or would
     /// parse as a different one.
-    Name(&'static str),
+    Name(Cow<'static, str>),
     /// The name is one the server writes itself, each for a reason:
     ///
     /// - `Content-Length`: the server computes it from the body (and leaves it out where HTTP
     ///   says so); a second, different length is the shape request smuggling rides on, which
     ///   RFC 9112 §6.3 tells a recipient to treat as an unrecoverable error.
-    /// - `Transfer-Encoding`: the server frames every body by its length. A client that saw
-    ///   `chunked` would ignore the length (RFC 9112 §6.3) and read the body as chunks: the
+    /// - `Transfer-Encoding`: the server frames every body, by its length or in chunks. A
+    ///   second framing from the handler would contradict it (RFC 9112 §6.3), and the
     ///   connection's framing would be lost.
     /// - `Connection`: persistence is decided when the response is written (after SIGTERM every
     ///   response closes its connection); a handler's `keep-alive` would contradict the
@@ -449,10 +511,14 @@ pub enum InvalidHeader {
     ///   closed socket.
     /// - `Date`: the server writes one on every response (RFC 9110 §6.6.1) from its once-a-second
     ///   cache; a second `Date` makes the field invalid.
-    Reserved(&'static str),
+    Reserved(Cow<'static, str>),
     /// The value of this header has a control character other than tab: CR, LF, NUL, or one of
     /// the others RFC 9110 §5.5 leaves out of a field value.
-    Value(&'static str),
+    Value(Cow<'static, str>),
+    /// The field may appear only once (RFC 9110 §5.3: it is not a list, nor `Set-Cookie`), and
+    /// is there already: a recipient would have to guess which line is meant. Replace it with
+    /// [`with_header`](Response::with_header) instead.
+    Repeated(Cow<'static, str>),
 }
 
 impl fmt::Display for InvalidHeader {
@@ -471,6 +537,9 @@ impl fmt::Display for InvalidHeader {
                     "the value of header {name} has a control character (CR, LF, NUL…)"
                 )
             }
+            InvalidHeader::Repeated(name) => {
+                write!(f, "header {name} may appear only once: replace it instead")
+            }
         }
     }
 }
@@ -480,16 +549,32 @@ impl std::error::Error for InvalidHeader {}
 /// The headers the server writes itself; [`InvalidHeader::Reserved`] says why each.
 const RESERVED: &[&str] = &["Content-Length", "Transfer-Encoding", "Connection", "Date"];
 
+/// Common fields defined as a single value (RFC 9110, RFC 9111), which
+/// [`Response::append_header`] will not add twice. Not every such field there is: the ones a
+/// handler is likely to set.
+const SINGLETONS: &[&str] = &[
+    "Content-Type",
+    "Content-Location",
+    "Content-Range",
+    "Location",
+    "ETag",
+    "Last-Modified",
+    "Retry-After",
+    "Age",
+    "Expires",
+    "Server",
+];
+
 /// The header rules of [`Response`], in the order a reader would check them.
-fn check_header(name: &'static str, value: &str) -> Result<(), InvalidHeader> {
+fn check_header(name: &Cow<'static, str>, value: &str) -> Result<(), InvalidHeader> {
     if name.is_empty() || !name.bytes().all(is_tchar) {
-        return Err(InvalidHeader::Name(name));
+        return Err(InvalidHeader::Name(name.clone()));
     }
     if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(InvalidHeader::Reserved(name));
+        return Err(InvalidHeader::Reserved(name.clone()));
     }
     if !value.bytes().all(is_field_byte) {
-        return Err(InvalidHeader::Value(name));
+        return Err(InvalidHeader::Value(name.clone()));
     }
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Table-driven tests of the codec on plain byte slices: one named case per edge, in the manner
 //! of httparse's own tests.
 
+use std::borrow::Cow;
+
 use super::request::{BodyFraming, HeadLimits, Parse, Version, header_slots, parse};
 use super::response::{InvalidHeader, Persistence, Response, encode};
 use super::{BodyDecoder, ProtocolError};
@@ -357,7 +359,7 @@ fn values<'a>(text: &'a str, name: &str) -> Vec<&'a str> {
 fn header_rules() {
     use InvalidHeader::{Name, Reserved, Value};
     // The variant a refused header gets; it names the header.
-    type Refusal = fn(&'static str) -> InvalidHeader;
+    type Refusal = fn(Cow<'static, str>) -> InvalidHeader;
     type Case = (&'static str, &'static str, &'static str, Option<Refusal>);
     let cases: &[Case] = &[
         ("plain", "X-Trace", "abc-123", None),
@@ -390,10 +392,38 @@ fn header_rules() {
                 let line = format!("\r\n{name}: {value}\r\n");
                 assert!(wire(&response, false).contains(&line), "{case}");
             }
-            (Err(e), Some(refusal)) => assert_eq!(e, refusal(name), "{case}"),
+            (Err(e), Some(refusal)) => assert_eq!(e, refusal(name.into()), "{case}"),
             (got, _) => panic!("{case}: {got:?}"),
         }
     }
+}
+
+/// Fields HTTP lets repeat (`Set-Cookie`, lists) can be appended, each on its own line, in order;
+/// a field that may appear once cannot be appended twice (it would be ambiguous), and replacing
+/// still replaces. Names may be computed.
+#[test]
+fn appended_headers_repeat_where_http_allows() {
+    let response = Response::text(200, "x")
+        .append_header("Set-Cookie", "a=1")
+        .append_header(String::from("set-cookie"), "b=2")
+        .append_header("Vary", "Accept");
+    let text = wire(&response, false);
+    assert!(
+        text.contains("\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nVary: Accept\r\n"),
+        "{text}"
+    );
+    let twice = Response::text(200, "x").try_append_header("content-type", "text/html");
+    assert_eq!(
+        twice.unwrap_err(),
+        InvalidHeader::Repeated("content-type".into())
+    );
+    let once = Response::empty(302).try_append_header("Location", "/a");
+    assert!(once.is_ok(), "a single-valued field may be appended once");
+    let reserved = Response::empty(200).try_append_header("Connection", "keep-alive");
+    assert_eq!(
+        reserved.unwrap_err(),
+        InvalidHeader::Reserved("Connection".into())
+    );
 }
 
 /// `with_header` is for constants: a bad one is a bug in the program, found when the line runs.
@@ -425,7 +455,7 @@ fn setting_a_header_again_replaces_it() {
     let names_values: Vec<(&str, &str)> = twice
         .headers()
         .iter()
-        .map(|(n, v)| (*n, v.as_ref()))
+        .map(|(n, v)| (n.as_ref(), v.as_ref()))
         .collect();
     assert_eq!(names_values, [("x-a", "3"), ("X-B", "2")]);
 }
