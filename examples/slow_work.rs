@@ -32,13 +32,18 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lameduck::routes::default_handler;
-use lameduck::{Body, BodyWriter, Call, Handler, Pool, PoolHandler, Request, Response};
+use lameduck::{
+    Body, BodyWriter, Call, Cancellation, Handler, Pool, PoolHandler, Request, Response,
+};
 
 /// Worker threads: as many sleeps as this run at once; more wait in the pool's queue.
 const WORKERS: usize = 64;
 
 /// Requests that may wait for a worker; one more is answered 503 at once.
 const QUEUE: usize = 4096;
+
+/// `/sleep` sleeps in steps this long, checking between them whether its client still waits.
+const STEP_MS: u64 = 10;
 
 /// The longest sleep `/sleep` agrees to.
 const MAX_SLEEP_MS: u64 = 60_000;
@@ -75,12 +80,19 @@ impl Handler for SlowWork {
     }
 }
 
-/// The blocking part, on a worker thread.
-fn slow(request: &Request<'_>) -> Response {
+/// The blocking part, on a worker thread. A sleep stands for slow work done in steps: between
+/// steps it checks whether anyone still waits, and stops early if not (saying so on stderr).
+fn slow(request: &Request<'_>, cancellation: &Cancellation) -> Response {
     match (request.method, request.path) {
         ("GET", "/sleep") => match sleep_ms(request.target) {
             Some(ms) => {
-                std::thread::sleep(Duration::from_millis(ms));
+                for step in 0..ms.div_ceil(STEP_MS) {
+                    if cancellation.is_cancelled() {
+                        eprintln!("event=sleep_cancelled after_ms={}", step * STEP_MS);
+                        return Response::text(503, "cancelled\n");
+                    }
+                    std::thread::sleep(Duration::from_millis(STEP_MS.min(ms - step * STEP_MS)));
+                }
                 Response::text(200, format!("slept {ms} ms\n"))
             }
             None => Response::text(400, format!("expected ?ms=0..{MAX_SLEEP_MS}\n")),
@@ -183,6 +195,6 @@ fn main() -> ExitCode {
     };
     // The same command line as `lameduck` itself (`serve`, `live`, every flag and variable).
     lameduck::cli::main(SlowWork {
-        pool: pool.handler(slow),
+        pool: pool.cancellable(slow),
     })
 }

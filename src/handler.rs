@@ -29,7 +29,7 @@ use crate::codec::{Request, Response};
 /// server.run(|request: &lameduck::Request<'_>| match request.path {
 ///     "/hi" => Response::text(200, "hi\n"),
 ///     _ => Response::text(404, "not found\n"),
-/// })?;
+/// })?; // (or `handler_fn(|request| ...)`, which needs no annotation)
 /// # Ok::<(), std::io::Error>(())
 /// ```
 ///
@@ -62,6 +62,28 @@ where
     fn call(&mut self, request: &Request<'_>, _call: Call<'_>) -> Option<Response> {
         Some(self(request))
     }
+}
+
+/// A closure as a [`Handler`], its argument's type inferred: Rust infers a closure's parameter
+/// types only from an `Fn` bound on the very parameter it is passed to, and `Server::run` takes
+/// any `Handler`, so a bare closure there needs `|request: &Request<'_>|`. Through this function
+/// it does not (the same idea as tower's `service_fn`).
+///
+/// ```no_run
+/// use lameduck::{Config, Response, Server, handler_fn};
+///
+/// let mut server = Server::bind(Config::default())?;
+/// server.run(handler_fn(|request| match request.path {
+///     "/hi" => Response::text(200, "hi\n"),
+///     _ => Response::text(404, "not found\n"),
+/// }))?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn handler_fn<F>(handler: F) -> F
+where
+    F: FnMut(&Request<'_>) -> Response,
+{
+    handler
 }
 
 /// What a handler may do besides reading its request.
@@ -105,6 +127,36 @@ impl Call<'_> {
 pub struct ReplyId {
     pub index: usize,
     pub serial: u64,
+}
+
+/// Whether anyone still waits for an answer: a cheap, clonable view of a [`Reply`]'s
+/// cancellation, for work that runs apart from its reply (a [`Pool`](crate::Pool)'s work gets one).
+///
+/// ```
+/// use lameduck::{Pool, Response};
+///
+/// let pool = Pool::new(4, 64)?;
+/// let handler = pool.cancellable(|request, cancellation| {
+///     for _step in 0..100 {
+///         if cancellation.is_cancelled() {
+///             // The client left, or the request was answered 503: stop early.
+///             return Response::text(503, "cancelled\n");
+///         }
+///         // ... one step of slow work on `request` ...
+///     }
+///     Response::text(200, "done\n")
+/// });
+/// # drop(handler);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Cancellation(Arc<Shared>);
+
+impl Cancellation {
+    /// True once nobody waits for the answer any more (see [`Reply::is_cancelled`]).
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
 }
 
 /// What a reply and its connection share.
@@ -155,6 +207,11 @@ impl Reply {
     /// `--max-pending`. Slow work may check it and stop early.
     pub fn is_cancelled(&self) -> bool {
         self.shared.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// A view of this reply's cancellation, for work that runs apart from the reply itself.
+    pub fn cancellation(&self) -> Cancellation {
+        Cancellation(self.shared.clone())
     }
 
     fn post(&self, response: Option<Response>) {

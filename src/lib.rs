@@ -40,10 +40,10 @@
 //! use lameduck::{Config, Response, Server};
 //!
 //! let mut server = Server::bind(Config::default())?;
-//! let outcome = server.run(|request: &lameduck::Request<'_>| match request.path {
+//! let outcome = server.run(lameduck::handler_fn(|request| match request.path {
 //!     "/hi" => Response::text(200, "hi\n"),
 //!     _ => Response::text(404, "not found\n"),
-//! })?;
+//! }))?;
 //! std::process::exit(outcome.exit_code());
 //! # Ok::<(), std::io::Error>(())
 //! ```
@@ -68,9 +68,9 @@ pub mod slab;
 mod stream;
 mod upgrade;
 
-pub use codec::{Body, Chunk, Request, Response};
+pub use codec::{Body, Chunk, InvalidHeader, Request, Response};
 pub use config::{Command, Config, ConfigError, LiveConfig};
-pub use handler::{Call, Handler, Reply};
+pub use handler::{Call, Cancellation, Handler, Reply, handler_fn};
 pub use pool::{Pool, PoolHandler};
 pub use server::{Outcome, Server};
 pub use stream::{BodyWriter, STREAM_HIGH_WATER};

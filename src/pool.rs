@@ -12,7 +12,7 @@
 //!
 //! let pool = Pool::new(16, 1024)?;
 //! let mut server = Server::bind(Config::default())?;
-//! let outcome = server.run(pool.handler(|request: &lameduck::Request<'_>| {
+//! let outcome = server.run(pool.handler(|request| {
 //!     std::thread::sleep(std::time::Duration::from_millis(100)); // slow work, off the loop
 //!     Response::text(200, format!("{} bytes\n", request.body.len()))
 //! }))?;
@@ -27,10 +27,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use crate::codec::{BodyFraming, Request, Response, Version};
-use crate::handler::{Call, Handler, Reply};
+use crate::handler::{Call, Cancellation, Handler, Reply};
 
-/// The work a pool runs: a blocking function of the request.
-type Work = dyn Fn(&Request<'_>) -> Response + Send + Sync;
+/// The work a pool runs: a blocking function of the request, which may watch its cancellation.
+type Work = dyn Fn(&Request<'_>, &Cancellation) -> Response + Send + Sync;
 
 /// One request on its way to a worker.
 struct Job {
@@ -66,6 +66,16 @@ impl Pool {
     where
         F: Fn(&Request<'_>) -> Response + Send + Sync + 'static,
     {
+        self.cancellable(move |request, _| work(request))
+    }
+
+    /// Like [`handler`](Pool::handler), for work that may stop early: it is also given its
+    /// request's [`Cancellation`], true once nobody waits for the answer (the client left, the
+    /// request was answered 503 for `--handler-timeout`, the server forced its drain).
+    pub fn cancellable<F>(&self, work: F) -> PoolHandler
+    where
+        F: Fn(&Request<'_>, &Cancellation) -> Response + Send + Sync + 'static,
+    {
         PoolHandler {
             jobs: self.jobs.clone(),
             work: Arc::new(work),
@@ -92,7 +102,9 @@ fn work(waiting: &Mutex<Receiver<Job>>) {
         if reply.is_cancelled() {
             continue;
         }
-        if let Ok(response) = catch_unwind(AssertUnwindSafe(|| request.with(|r| work(r)))) {
+        let cancellation = reply.cancellation();
+        let run = || request.with(|r| work(r, &cancellation));
+        if let Ok(response) = catch_unwind(AssertUnwindSafe(run)) {
             reply.send(response);
         }
     }

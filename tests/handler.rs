@@ -122,8 +122,9 @@ fn a_thousand_pending_requests_do_not_stop_the_loop() {
     drop(pending);
 }
 
-/// A client that goes away while its answer is pending is cleaned up at once: the drain that
-/// follows finds no connection left and exits 0 without waiting for the work.
+/// A client that goes away while its answer is pending is cleaned up at once: its pool work sees
+/// the cancellation and stops early, and the drain that follows finds no connection left and
+/// exits 0 without waiting for the work.
 #[test]
 fn a_client_that_leaves_while_pending_is_cleaned_up() {
     let dir = TempDir::new();
@@ -132,6 +133,13 @@ fn a_client_that_leaves_while_pending_is_cleaned_up() {
     drop(stream);
     // The server has seen the EOF once a later connection is answered.
     assert_eq!(request(server.addr, &get("/health")).status, 200);
+    // And the work itself sees it: the example's pool work checks its cancellation between
+    // steps and stops long before its 30 s.
+    let cancelled = server.wait_for("event=sleep_cancelled");
+    let after: u64 = field(&cancelled, "after_ms")
+        .and_then(|v| v.parse().ok())
+        .expect("after_ms=");
+    assert!(after < 30_000, "{cancelled}");
     server.signal(libc::SIGINT);
     let drain = server.wait_for("event=drain");
     assert_eq!(field(&drain, "open"), Some("0"), "{drain}");
