@@ -163,8 +163,8 @@ impl Response {
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Result<Self, InvalidHeader> {
-        let (name, value) = (name.into(), value.into());
-        check_header(&name, &value)?;
+        let value = value.into();
+        let name = check_header(name.into(), &value)?;
         let headers = self.headers.to_mut();
         match headers
             .iter_mut()
@@ -209,8 +209,8 @@ impl Response {
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Result<Self, InvalidHeader> {
-        let (name, value) = (name.into(), value.into());
-        check_header(&name, &value)?;
+        let value = value.into();
+        let name = check_header(name.into(), &value)?;
         let headers = self.headers.to_mut();
         let present = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name));
         if present && SINGLETONS.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
@@ -566,17 +566,18 @@ const SINGLETONS: &[&str] = &[
 ];
 
 /// The header rules of [`Response`], in the order a reader would check them.
-fn check_header(name: &Cow<'static, str>, value: &str) -> Result<(), InvalidHeader> {
+/// Gives the name back when the header may be sent.
+fn check_header(name: Cow<'static, str>, value: &str) -> Result<Cow<'static, str>, InvalidHeader> {
     if name.is_empty() || !name.bytes().all(is_tchar) {
-        return Err(InvalidHeader::Name(name.clone()));
+        return Err(InvalidHeader::Name(name));
     }
-    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(InvalidHeader::Reserved(name.clone()));
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(&name)) {
+        return Err(InvalidHeader::Reserved(name));
     }
     if !value.bytes().all(is_field_byte) {
-        return Err(InvalidHeader::Value(name.clone()));
+        return Err(InvalidHeader::Value(name));
     }
-    Ok(())
+    Ok(name)
 }
 
 /// RFC 9110 §5.6.2 `tchar`: the characters of a token, which a field name is.
