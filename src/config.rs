@@ -277,6 +277,7 @@ fn within<T: PartialOrd + Copy>(
 /// Everything `lameduck live` can be told.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LiveConfig {
+    /// The liveness file to check (the server's `--live-file`).
     pub live_file: PathBuf,
     /// Oldest acceptable heartbeat. Default 10 s: ten missed 1 s heartbeats means the loop is
     /// wedged, while a busy loop that is a little late is not killed. [`MIN_TIMEOUT`] to
@@ -306,10 +307,14 @@ impl Default for LiveConfig {
 /// What the command line asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Boxed: a `Config` is a few hundred bytes, the other commands a few words.
+    /// `lameduck serve` (or no command): run the server. Boxed: a `Config` is a few hundred
+    /// bytes, the other commands a few words.
     Serve(Box<Config>),
+    /// `lameduck live`: check the liveness file and exit.
     Live(LiveConfig),
+    /// `--help`: print [`USAGE`].
     Help,
+    /// `--version`: print the version.
     Version,
 }
 
@@ -495,6 +500,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The text of `--help`: every command, flag, environment variable and default.
 pub const USAGE: &str = "\
 lameduck: a tiny HTTP/1.1 server that survives rolling updates
 

@@ -10,29 +10,38 @@
 //!
 //! # Layout
 //!
+//! The public API is what an embedder uses: [`Server`], [`Config`], [`Handler`] (with [`Call`],
+//! [`Reply`] and [`Cancellation`]), [`Request`], [`Response`] and its [`Body`], [`BodyWriter`],
+//! [`Pool`], and the modules [`config`], [`cli`] and [`routes`]. The rest is internal; each file
+//! says its job:
+//!
 //! - [`config`]: every limit and timeout with its default, and the command line's parser.
 //! - [`cli`]: the command line itself (`serve`, `live`, exit codes), for the binary and for a
 //!   program with its own handler.
-//! - [`server`]: the event loop (one thread, one `mio::Poll`) and the shutdown lifecycle.
-//! - [`conn`]: one connection's state machine and socket I/O.
-//! - [`handler`]: the [`Handler`] trait, and the [`Reply`] that answers a request later.
-//! - [`codec`]: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
 //! - [`routes`]: the readiness route (a wrapper around any handler) and the default handler
 //!   (`/` → `Hello, World!`).
-//! - `stream` (private): streamed bodies, the channel between a producer thread and the
-//!   connection writing its pieces ([`BodyWriter`]).
-//! - [`pool`]: a fixed pool of worker threads that runs blocking handlers off the loop.
-//! - [`live`]: the liveness file and the `live` check.
-//! - [`signals`]: SIGTERM/SIGINT/SIGUSR2 as a pollable source.
-//! - [`log`]: logfmt phase-change lines on stderr.
-//! - [`slab`]: the token-keyed connection table.
-//! - `upgrade` (private): the in-place binary upgrade on SIGUSR2 (start the new binary on our
-//!   listening socket, hand over once it is ready).
-//! - `sys` (private): the raw system calls: a listener with our own backlog, discarding
-//!   received bytes, the accept-queue length, the checks of an inherited socket.
-//! - `listener` (private): where the listening socket comes from: bound, or inherited from
-//!   systemd (socket activation).
-//! - `notify` (private): readiness and shutdown reports to systemd (`NOTIFY_SOCKET`).
+//! - `server`: the event loop (one thread, one `mio::Poll`) and the shutdown lifecycle.
+//! - `conn`: one connection's state machine and socket I/O.
+//! - `handler`: the [`Handler`] trait, and the [`Reply`] that answers a request later.
+//! - `codec`: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
+//! - `stream`: streamed bodies, the channel between a producer thread and the connection
+//!   writing its pieces ([`BodyWriter`]).
+//! - `pool`: a fixed pool of worker threads that runs blocking handlers off the loop.
+//! - `live`: the liveness file and the `live` check.
+//! - `signals`: SIGTERM/SIGINT/SIGUSR2 as a pollable source, through signal-hook.
+//! - `log`: logfmt phase-change lines on stderr.
+//! - `slab`: the token-keyed connection table.
+//! - `upgrade`: the in-place binary upgrade on SIGUSR2 (start the new binary on our listening
+//!   socket, hand over once it is ready).
+//! - `sys`: the raw system calls: a listener with our own backlog, discarding received bytes,
+//!   the accept-queue length, the checks of an inherited socket.
+//! - `listener`: where the listening socket comes from: bound, or inherited from systemd
+//!   (socket activation).
+//! - `notify`: readiness and shutdown reports to systemd (`NOTIFY_SOCKET`).
+//!
+//! `codec`, `conn`, `handler`, `live`, `log`, `signals` and `slab` are public but hidden from
+//! the documentation: the project's tests, benchmarks and fuzzer drive them directly (a
+//! connection over an in-memory socket, the codec alone). They are not API.
 //!
 //! # Running the loop with your own handler
 //!
@@ -48,27 +57,41 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 #[macro_use]
 mod sys;
 
+// The public API: the command line, the configuration, the default routes, and the types
+// re-exported below. The other modules are internals: hidden from the documentation and
+// public only so that the project's own tests, benchmarks and fuzzer can drive them (the
+// connection over an in-memory socket, the codec alone); they carry no stability promise.
 pub mod cli;
-pub mod codec;
 pub mod config;
+pub mod routes;
+
+#[doc(hidden)]
+pub mod codec;
+#[doc(hidden)]
 pub mod conn;
+#[doc(hidden)]
 pub mod handler;
 mod listener;
+#[doc(hidden)]
 pub mod live;
+#[doc(hidden)]
 pub mod log;
 mod notify;
-pub mod pool;
-pub mod routes;
-pub mod server;
+mod pool;
+mod server;
+#[doc(hidden)]
 pub mod signals;
+#[doc(hidden)]
 pub mod slab;
 mod stream;
 mod upgrade;
 
-pub use codec::{Body, Chunk, InvalidHeader, Request, Response};
+pub use codec::{Body, BodyFraming, Chunk, Header, InvalidHeader, Request, Response, Version};
 pub use config::{Command, Config, ConfigError, LiveConfig};
 pub use handler::{Call, Cancellation, Handler, Reply, handler_fn};
 pub use pool::{Pool, PoolHandler};

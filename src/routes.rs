@@ -14,6 +14,7 @@ pub struct Readiness<H> {
 }
 
 impl<H> Readiness<H> {
+    /// Answers readiness at `path` (`--health-path`) and hands every other request to `inner`.
     pub fn new(path: impl Into<String>, inner: H) -> Self {
         Readiness {
             path: path.into(),
