@@ -169,7 +169,8 @@ impl BodyWriter {
     /// Ends the body. Fails (and so does the response) if a declared length was not reached.
     pub fn finish(mut self) -> io::Result<()> {
         let mut state = self.channel.lock();
-        if state.gone {
+        if state.gone || state.end.is_some() {
+            // Nobody listens, or the body has failed already: it cannot end well now.
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         let short = self
@@ -278,5 +279,100 @@ impl Drop for Receiver {
         state.queued = 0;
         drop(state);
         self.channel.room.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pieces as the connection would take them, ignoring wake-ups (nothing waits here).
+    fn drain(receiver: &Receiver) -> (Vec<u8>, Option<End>) {
+        let mut bytes = Vec::new();
+        loop {
+            let mut state = receiver.channel.lock();
+            match state.pieces.pop_front() {
+                Some(piece) => bytes.extend_from_slice(piece.as_bytes()),
+                None => return (bytes, state.end),
+            }
+        }
+    }
+
+    #[test]
+    fn a_declared_length_is_kept_exactly() {
+        let (receiver, mut writer) = channel(Some(5));
+        writer.send("abc").expect("within the length");
+        let error = writer.send("def").expect_err("past the length");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        // The response has failed: finishing cannot make it whole again.
+        assert!(writer.finish().is_err());
+        assert_eq!(drain(&receiver), (b"abc".to_vec(), Some(End::Failed)));
+
+        let (receiver, mut writer) = channel(Some(5));
+        writer.send("abc").expect("send");
+        let error = writer.finish().expect_err("short of the length");
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(drain(&receiver).1, Some(End::Failed));
+    }
+
+    #[test]
+    fn empty_pieces_are_nothing_and_a_dropped_writer_fails_the_body() {
+        let (receiver, mut writer) = channel(None);
+        writer.send("").expect("an empty piece");
+        writer.send(vec![1, 2]).expect("send");
+        assert_eq!(receiver.channel.lock().pieces.len(), 1);
+        drop(writer);
+        assert_eq!(drain(&receiver), (vec![1, 2], Some(End::Failed)));
+    }
+
+    #[test]
+    fn the_producer_learns_when_nobody_listens() {
+        let (receiver, mut writer) = channel(None);
+        assert!(!writer.is_cancelled());
+        drop(receiver);
+        assert!(writer.is_cancelled());
+        let error = writer.send("late").expect_err("nobody listens");
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    /// A producer that has filled the channel waits until the connection takes a piece, and is
+    /// released with an error when the connection goes instead.
+    #[test]
+    fn a_full_channel_holds_the_producer_back() {
+        let (receiver, mut writer) = channel(None);
+        writer
+            .send(vec![0; STREAM_HIGH_WATER])
+            .expect("fills the channel");
+        let producer = std::thread::spawn(move || writer.send("more"));
+        // Whatever the interleaving, the second piece is only ever queued after the first was
+        // taken: at most one full channel is held at any moment.
+        let taken = loop {
+            let mut state = receiver.channel.lock();
+            assert!(state.queued <= STREAM_HIGH_WATER);
+            if let Some(piece) = state.pieces.pop_front() {
+                state.queued -= piece.as_bytes().len();
+                drop(state);
+                receiver.channel.room.notify_one();
+                break piece;
+            }
+        };
+        assert_eq!(taken.as_bytes().len(), STREAM_HIGH_WATER);
+        producer
+            .join()
+            .expect("producer")
+            .expect("sent once there was room");
+        assert_eq!(drain(&receiver).0, b"more");
+
+        let (receiver, mut writer) = channel(None);
+        writer
+            .send(vec![0; STREAM_HIGH_WATER])
+            .expect("fills the channel");
+        let producer = std::thread::spawn(move || writer.send("more"));
+        drop(receiver);
+        let error = producer
+            .join()
+            .expect("producer")
+            .expect_err("released by the drop");
+        assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
     }
 }
