@@ -13,6 +13,9 @@
 //!     })
 //! }
 //! ```
+//!
+//! [`main_with`] is the same, with a look at the bound [`Server`] before it runs: to take its
+//! [`Lifecycle`](crate::Lifecycle) for a background job, say (`examples/background_job.rs`).
 
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -29,6 +32,29 @@ const EXIT_CONFIG: u8 = 2;
 /// Runs the command of this process's arguments and environment, with `handler` answering
 /// requests when it is `serve`, and returns the exit code.
 pub fn main<H: Handler>(handler: H) -> ExitCode {
+    main_with(handler, |_| {})
+}
+
+/// Like [`main`], calling `setup` with the bound server just before it runs (only for `serve`,
+/// and only once it is bound): the place to take its [`Lifecycle`](crate::Lifecycle).
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use lameduck::Phase;
+///
+/// fn main() -> std::process::ExitCode {
+///     lameduck::cli::main_with(lameduck::routes::default_handler, |server| {
+///         let lifecycle = server.lifecycle();
+///         std::thread::spawn(move || {
+///             // Every second, until the server starts to stop.
+///             while lifecycle.wait_until_timeout(Phase::Announce, Duration::from_secs(1)).is_none() {
+///                 // refresh a cache, ...
+///             }
+///         });
+///     })
+/// }
+/// ```
+pub fn main_with<H: Handler>(handler: H, setup: impl FnOnce(&mut Server)) -> ExitCode {
     let command = config::parse_args(std::env::args().skip(1), |name| std::env::var(name).ok());
     match command {
         Ok(Command::Help) => {
@@ -48,7 +74,7 @@ pub fn main<H: Handler>(handler: H) -> ExitCode {
                 }
             }
         }
-        Ok(Command::Serve(config)) => serve(*config, handler),
+        Ok(Command::Serve(config)) => serve(*config, handler, setup),
         Err(e) => {
             eprintln!("lameduck: error: {e}");
             ExitCode::from(EXIT_CONFIG)
@@ -57,7 +83,11 @@ pub fn main<H: Handler>(handler: H) -> ExitCode {
 }
 
 /// `serve`: bind, run until the lifecycle ends, and say how it ended.
-fn serve<H: Handler>(config: config::Config, handler: H) -> ExitCode {
+fn serve<H: Handler>(
+    config: config::Config,
+    handler: H,
+    setup: impl FnOnce(&mut Server),
+) -> ExitCode {
     let mut server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
@@ -69,6 +99,7 @@ fn serve<H: Handler>(config: config::Config, handler: H) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    setup(&mut server);
     let code = match server.run(handler) {
         Ok(outcome) => outcome.exit_code() as u8,
         Err(e) => {

@@ -245,6 +245,13 @@ impl Inbox {
         std::mem::take(&mut *self.sent.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Wakes the loop with no message: something else it watches through this waker (a stop
+    /// request from a [`Lifecycle`](crate::Lifecycle)) has news.
+    pub(crate) fn wake(&self) {
+        // If the loop is gone, there is no one left to tell.
+        let _ = self.waker.wake();
+    }
+
     /// Tells the loop that the streamed body `id` has a piece (or its end) ready.
     pub(crate) fn post_stream(&self, id: ReplyId) {
         self.post(id, Message::Stream);

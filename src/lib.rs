@@ -12,8 +12,8 @@
 //!
 //! The public API is what an embedder uses: [`Server`], [`Config`], [`Handler`] (with [`Call`],
 //! [`Reply`] and [`Cancellation`]), [`Request`], [`Response`] and its [`Body`], [`BodyWriter`],
-//! [`Pool`], and the modules [`config`], [`cli`] and [`routes`]. The rest is internal; each file
-//! says its job:
+//! [`Pool`], the [`Lifecycle`] with its [`Phase`] and [`Stop`], and the modules [`config`],
+//! [`cli`], [`routes`] and [`logging`]. The rest is internal; each file says its job:
 //!
 //! - [`config`]: every limit and timeout with its default, and the command line's parser.
 //! - [`cli`]: the command line itself (`serve`, `live`, exit codes), for the binary and for a
@@ -21,6 +21,8 @@
 //! - [`routes`]: the readiness route (a wrapper around any handler) and the default handler
 //!   (`/` → `Hello, World!`).
 //! - `server`: the event loop (one thread, one `mio::Poll`) and the shutdown lifecycle.
+//! - `lifecycle`: the lifecycle as an embedder sees it ([`Lifecycle`], [`Phase`], [`Stop`]):
+//!   the phase from any thread as it changes, and the programmatic stop.
 //! - `conn`: one connection's state machine and socket I/O.
 //! - `handler`: the [`Handler`] trait, and the [`Reply`] that answers a request later.
 //! - `codec`: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
@@ -29,7 +31,7 @@
 //! - `pool`: a fixed pool of worker threads that runs blocking handlers off the loop.
 //! - `live`: the liveness file and the `live` check.
 //! - `signals`: SIGTERM/SIGINT/SIGUSR2 as a pollable source, through signal-hook.
-//! - `log`: logfmt phase-change lines on stderr.
+//! - `log`: logfmt phase-change lines, and where they go (re-exported as [`logging`]).
 //! - `slab`: the token-keyed connection table.
 //! - `upgrade`: the in-place binary upgrade on SIGUSR2 (start the new binary on our listening
 //!   socket, hand over once it is ready).
@@ -76,6 +78,7 @@ pub mod codec;
 pub mod conn;
 #[doc(hidden)]
 pub mod handler;
+mod lifecycle;
 mod listener;
 #[doc(hidden)]
 pub mod live;
@@ -94,6 +97,13 @@ mod upgrade;
 pub use codec::{Body, BodyFraming, Chunk, Header, InvalidHeader, Request, Response, Version};
 pub use config::{Command, Config, ConfigError, LiveConfig};
 pub use handler::{Call, Cancellation, Handler, Reply, handler_fn};
+pub use lifecycle::{Lifecycle, Phase, Stop};
 pub use pool::{Pool, PoolHandler};
+
+/// Where the phase log lines go: stderr (the default), nowhere, or a function of yours
+/// ([`set_sink`](logging::set_sink)).
+pub mod logging {
+    pub use crate::log::{Level, Record, Sink, Value, set_sink};
+}
 pub use server::{Outcome, Server};
 pub use stream::{BodyWriter, STREAM_HIGH_WATER};

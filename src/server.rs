@@ -4,8 +4,12 @@
 //! ```text
 //!  start ──bind ok──▶ SERVING ──SIGTERM──▶ ANNOUNCE ──delay over──▶ DRAIN ──all closed──▶ exit 0
 //!                       └──SIGINT──────────────(skip delay)─────────┘──deadline──▶ FORCE ▶ exit 1
-//!                          any second signal, in any phase ───────────────────────────▶ exit 1
+//!                          any second stop, in any phase ─────────────────────────────▶ exit 1
 //! ```
+//!
+//! A stop is a signal (SIGTERM as ANNOUNCE, SIGINT as DRAIN) or the same request made through a
+//! [`Lifecycle`] ([`Stop::Graceful`], [`Stop::Now`]); each phase change is published to the
+//! `Lifecycle` right after its log line.
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,6 +25,7 @@ use crate::codec::DateCache;
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
 use crate::handler::{Handler, Inbox, Message};
+use crate::lifecycle::{self, Lifecycle, Stop};
 use crate::listener::{self, Origin};
 use crate::live::{Heartbeat, LiveFile};
 use crate::log::{self, Level};
@@ -37,7 +42,8 @@ const LISTENER: Token = Token(0);
 const SIGNALS: Token = Token(1);
 /// The report channel of the new process of an in-place upgrade, while it starts.
 const UPGRADE: Token = Token(2);
-/// The loop's waker: a handler's reply, sent from another thread, has arrived.
+/// The loop's waker: a handler's reply, sent from another thread, has arrived, or a stop request
+/// from a [`Lifecycle`].
 const WAKER: Token = Token(3);
 /// Connections use tokens from here on: token = `FIRST_CONNECTION` + slab index. Timers need no
 /// token: they are the `poll` timeout.
@@ -119,6 +125,17 @@ pub enum Outcome {
     BacklogLost,
 }
 
+impl Phase {
+    /// The phase as a [`Lifecycle`] reports it.
+    fn observed(self) -> lifecycle::Phase {
+        match self {
+            Phase::Serving => lifecycle::Phase::Serving,
+            Phase::Announce { .. } => lifecycle::Phase::Announce,
+            Phase::Drain { .. } => lifecycle::Phase::Drain,
+        }
+    }
+}
+
 impl Outcome {
     /// The process exit code for this outcome (docs/design.md, "Command line").
     pub fn exit_code(self) -> i32 {
@@ -151,6 +168,20 @@ pub struct Server {
     upgrade: Option<Upgrade>,
     /// When this process is the new one of an upgrade: where to say it serves.
     ready_report: Option<ReadyReport>,
+    /// Where replies from other threads arrive, with the loop's one waker (a stop request from
+    /// the lifecycle wakes the loop through it too). Made at `bind`, so that a [`Lifecycle`]
+    /// taken before `run` can wake the loop.
+    inbox: Arc<Inbox>,
+    /// What the embedder sees of the lifecycle, and its stop requests.
+    lifecycle: Lifecycle,
+}
+
+impl Drop for Server {
+    /// A server dropped without running (or after `run`) tells its [`Lifecycle`] that it has
+    /// stopped, so that no thread waits on it for ever.
+    fn drop(&mut self) {
+        self.lifecycle.finish(None);
+    }
 }
 
 /// Counters for the phase-change log lines.
@@ -192,6 +223,9 @@ struct Runtime<H> {
     accept_pause: AcceptPause,
     accept_retry_at: Option<Instant>,
     signal_at: Option<Instant>,
+    /// A stop (signal or [`Lifecycle::stop`]) has been taken: the next one ends the process at
+    /// once. Not set by an upgrade's hand-over, which drains without being asked to stop.
+    stop_taken: bool,
     /// Bytes held in user space for all connections together ([`Connection::buffered`]),
     /// against `--buffer-budget`.
     buffered: usize,
@@ -205,9 +239,12 @@ struct Runtime<H> {
 }
 
 impl<H> Runtime<H> {
-    /// Marks the moment the stop began (a signal, or the hand-over of an upgrade): the exit line
-    /// counts time and responses from here.
+    /// Marks the moment the stop began (a signal, or the hand-over of an upgrade), unless it
+    /// has begun already: the exit line counts time and responses from here.
     fn stop_started(&mut self) {
+        if self.signal_at.is_some() {
+            return;
+        }
         self.signal_at = Some(self.now);
         self.stats.served_at_signal = self.stats.served;
     }
@@ -294,7 +331,10 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let live = LiveFile::create(&config.live_file)?;
+        let inbox = Inbox::new(mio::Waker::new(poll.registry(), WAKER)?);
         Ok(Server {
+            lifecycle: Lifecycle::new(inbox.clone()),
+            inbox,
             config,
             poll,
             listener: Some(listener),
@@ -312,6 +352,13 @@ impl Server {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// A handle on this server's lifecycle, for any thread: its phase as it changes, and the
+    /// programmatic stop. Take it before `run` (which holds the server until it returns); every
+    /// call returns a handle on the same lifecycle. See [`Lifecycle`] for an example.
+    pub fn lifecycle(&self) -> Lifecycle {
+        self.lifecycle.clone()
     }
 
     /// Runs the event loop with `handler` answering every path but the readiness path, until
@@ -334,6 +381,7 @@ impl Server {
                 &[("reason", what.as_str().into())],
             );
         }
+        self.lifecycle.finish(result.as_ref().ok().copied());
         result
     }
 
@@ -342,11 +390,10 @@ impl Server {
         H: Handler,
     {
         let now = Instant::now();
-        let waker = mio::Waker::new(self.poll.registry(), WAKER)?;
         let mut rt = Runtime {
             phase: Phase::Serving,
             handler: Readiness::new(self.config.health_path.clone(), handler),
-            inbox: Inbox::new(waker),
+            inbox: self.inbox.clone(),
             serial: 0,
             pending: 0,
             pending_full: false,
@@ -359,6 +406,7 @@ impl Server {
             accept_pause: AcceptPause::No,
             accept_retry_at: None,
             signal_at: None,
+            stop_taken: false,
             buffered: 0,
             budget: self.config.buffer_budget,
             budget_waiting: 0,
@@ -390,6 +438,7 @@ impl Server {
             // We are the new process of an upgrade: the old one stops accepting now.
             report.send();
         }
+        self.lifecycle.publish(rt.phase.observed());
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             self.run_timers(&mut rt);
@@ -408,7 +457,12 @@ impl Server {
                 match event.token() {
                     LISTENER => self.accept(&mut rt),
                     UPGRADE => self.on_upgrade_report(&mut rt),
-                    WAKER => self.on_replies(&mut rt),
+                    WAKER => {
+                        self.on_replies(&mut rt);
+                        if let Some(outcome) = self.on_stop_requests(&mut rt) {
+                            return Ok(outcome);
+                        }
+                    }
                     SIGNALS => {
                         if let Some(outcome) = self.on_signals(&mut rt) {
                             return Ok(outcome);
@@ -486,12 +540,19 @@ impl Server {
                 "force",
                 &[("drain_timeout", timeout.as_str().into())],
             );
-            let counts = self.counts();
-            rt.stats.abandoned = (counts.pending + counts.writing) as u64;
-            self.conns.clear();
+            self.abandon_connections(rt);
             return Some(self.conclude(rt, Outcome::Forced));
         }
         None
+    }
+
+    /// Closes every connection still open (FORCE, or a second stop), counting every answer not
+    /// given as abandoned: replies a handler still owes, and responses not completely written.
+    /// Their replies are cancelled as the connections go.
+    fn abandon_connections<H>(&mut self, rt: &mut Runtime<H>) {
+        let counts = self.counts();
+        rt.stats.abandoned = (counts.pending + counts.writing) as u64;
+        self.conns.clear();
     }
 
     /// The end of the lifecycle: removes the liveness file (if still ours), then logs the exit
@@ -625,57 +686,99 @@ impl Server {
         }
     }
 
-    /// Reacts to SIGTERM / SIGINT (the lifecycle) and SIGUSR2 (an in-place upgrade).
+    /// Reacts to SIGTERM / SIGINT (stops, as [`Stop::Graceful`] / [`Stop::Now`]) and SIGUSR2
+    /// (an in-place upgrade), in the order they were delivered.
     fn on_signals<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome>
     where
         H: Handler,
     {
         for signal in self.signals.pending() {
-            if signal == Signal::Upgrade {
-                self.start_upgrade(rt);
-                continue;
+            let outcome = match signal {
+                Signal::Upgrade => {
+                    self.start_upgrade(rt);
+                    None
+                }
+                Signal::Term => self.on_stop(rt, Stop::Graceful, signal.name()),
+                Signal::Int => self.on_stop(rt, Stop::Now, signal.name()),
+            };
+            if outcome.is_some() {
+                return outcome;
             }
-            if rt.phase != Phase::Serving {
-                // The operator (or a second Ctrl-C) insists: stop now. Exit code 1 says
-                // the stop was not clean.
+        }
+        None
+    }
+
+    /// Takes the stop requests made through the [`Lifecycle`], in order.
+    fn on_stop_requests<H>(&mut self, rt: &mut Runtime<H>) -> Option<Outcome>
+    where
+        H: Handler,
+    {
+        for stop in self.lifecycle.take_requests() {
+            if let Some(outcome) = self.on_stop(rt, stop, stop.name()) {
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
+    /// One stop request, a signal's or the [`Lifecycle`]'s (`by` names it in the log). The first
+    /// starts ANNOUNCE ([`Stop::Graceful`]) or DRAIN ([`Stop::Now`]); one while an earlier stop
+    /// is under way ends the process at once, counting every answer not given. A process that
+    /// drains because it handed its socket to an upgrade's new process was not asked to stop:
+    /// for it, this is the first stop, and the drain goes on.
+    fn on_stop<H>(&mut self, rt: &mut Runtime<H>, stop: Stop, by: &str) -> Option<Outcome>
+    where
+        H: Handler,
+    {
+        if rt.stop_taken {
+            // The operator (or a second Ctrl-C) insists: stop now. Exit code 1 says the stop
+            // was not clean.
+            self.log_phase(Level::Warn, "interrupted", &[("signal", by.into())]);
+            self.abandon_connections(rt);
+            return Some(self.conclude(rt, Outcome::Interrupted));
+        }
+        rt.stop_taken = true;
+        if self.upgrade.is_some() {
+            // A new process that has said "ready" may be accepting already: it must never be
+            // killed. Hear what it said (its report may have come with the stop) before
+            // deciding; if it is ready, hand over first.
+            self.on_upgrade_report(rt);
+        }
+        if matches!(rt.phase, Phase::Drain { .. }) {
+            // Draining after a hand-over: the new process is the service now (systemd's main
+            // process, so no STOPPING=1 from us), and ours was the drain asked for.
+            self.log_phase(Level::Info, "drain_continues", &[("signal", by.into())]);
+            return None;
+        }
+        rt.stop_started();
+        notify::notify(notify::STOPPING);
+        if self.upgrade.is_some() {
+            // Not ready: the service is being stopped, and a new process must not come up
+            // behind it.
+            self.upgrade_failed("the server is stopping");
+        }
+        match stop {
+            Stop::Graceful if !self.config.shutdown_delay.is_zero() => {
+                rt.phase = Phase::Announce {
+                    until: rt.now + self.config.shutdown_delay,
+                };
+                let delay = config::show(self.config.shutdown_delay);
                 self.log_phase(
-                    Level::Warn,
-                    "interrupted",
-                    &[("signal", signal.name().into())],
+                    Level::Info,
+                    "announce",
+                    &[("signal", by.into()), ("delay", delay.as_str().into())],
                 );
-                return Some(self.conclude(rt, Outcome::Interrupted));
+                self.lifecycle.publish(rt.phase.observed());
             }
-            rt.stop_started();
-            notify::notify(notify::STOPPING);
-            if self.upgrade.is_some() {
-                // The service is being stopped: a new process must not come up behind it.
-                self.upgrade_failed("the server is stopping");
+            // SIGTERM with no lame-duck delay. On a socket that lives on in systemd the next
+            // server takes over this socket's clients, so they are handed over as in an
+            // upgrade: told to close by their next answer, or closed after a second idle.
+            Stop::Graceful if matches!(self.origin, Origin::Inherited { .. }) => {
+                self.start_drain(rt, by, HAND_OVER_IDLE_GRACE);
             }
-            match signal {
-                Signal::Term if !self.config.shutdown_delay.is_zero() => {
-                    rt.phase = Phase::Announce {
-                        until: rt.now + self.config.shutdown_delay,
-                    };
-                    let delay = config::show(self.config.shutdown_delay);
-                    self.log_phase(
-                        Level::Info,
-                        "announce",
-                        &[
-                            ("signal", signal.name().into()),
-                            ("delay", delay.as_str().into()),
-                        ],
-                    );
-                }
-                // SIGTERM with no lame-duck delay. On a socket that lives on in systemd the
-                // next server takes over this socket's clients, so they are handed over as in an
-                // upgrade: told to close by their next answer, or closed after a second idle.
-                Signal::Term if matches!(self.origin, Origin::Inherited { .. }) => {
-                    self.start_drain(rt, signal.name(), HAND_OVER_IDLE_GRACE);
-                }
-                // SIGINT (a person at a terminal: skip the lame-duck delay), or SIGTERM with no
-                // delay on our own socket: drain at once.
-                _ => self.start_drain(rt, signal.name(), Duration::ZERO),
-            }
+            // SIGINT (a person at a terminal: skip the lame-duck delay), or SIGTERM with no
+            // delay on our own socket: drain at once.
+            _ => self.start_drain(rt, by, Duration::ZERO),
         }
         None
     }
@@ -716,6 +819,7 @@ impl Server {
                 ("timeout", timeout.as_str().into()),
             ],
         );
+        self.lifecycle.publish(rt.phase.observed());
         self.sweep(rt);
     }
 
