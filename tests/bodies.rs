@@ -240,6 +240,39 @@ fn the_drain_waits_for_answers_being_written_and_counts_the_abandoned() {
     assert_eq!(field(&exit, "abandoned"), Some("1"), "{exit}");
 }
 
+/// A second signal ends the process at once (exit 1) and counts every answer not given, as FORCE
+/// does: a reply a handler still owes (`/sleep`) and a response still being written to a client
+/// that does not read (`/download`).
+/// Before the fix: the exit line said `abandoned=0`.
+#[test]
+fn a_second_signal_counts_every_answer_not_given() {
+    let dir = TempDir::new();
+    let mut server = start(&dir, &["--shutdown-delay", "20s", "--grace-period", "60s"]);
+    let mut owed = server.connect();
+    owed.write_all(&get("/sleep?ms=30000")).expect("write");
+    let stuck = server.connect();
+    set_receive_buffer(&stuck, 64 * 1024);
+    (&stuck)
+        .write_all(&get("/download?bytes=100000000"))
+        .expect("write");
+    // Answered only after the events before it: both requests have been read.
+    assert_eq!(request(server.addr, &get("/health")).status, 200);
+    server.signal(libc::SIGTERM);
+    let announce = server.wait_for("event=announce");
+    assert_eq!(
+        (field(&announce, "pending"), field(&announce, "writing")),
+        (Some("1"), Some("1")),
+        "{announce}"
+    );
+    server.signal(libc::SIGTERM);
+    assert_eq!(server.wait_exit(PROMPT).code(), Some(1));
+    let exit = server.wait_for("event=exit");
+    assert_eq!(field(&exit, "outcome"), Some("interrupted"), "{exit}");
+    assert_eq!(field(&exit, "abandoned"), Some("2"), "{exit}");
+    let received = support::receive_until_close(&mut owed, PROMPT);
+    assert!(received.bytes.is_empty(), "{received}");
+}
+
 /// The length of the response head at the start of `bytes`.
 fn head_len(bytes: &[u8]) -> usize {
     bytes

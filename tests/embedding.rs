@@ -14,12 +14,13 @@ use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use lameduck::{Config, Outcome, Server, routes};
+use lameduck::log::{self, Sink};
+use lameduck::{Config, Outcome, Server, Stop, routes};
 use support::{PROMPT, TempDir, field, get, request, run_command};
 
 /// The environment variable that makes [`child`] play a scenario instead of returning at once.
@@ -33,6 +34,9 @@ const STILL_IGNORED: &str = "SIGINT still ignored after the drop";
 
 /// What the child prints when its own signal-hook flags were set after the drop too.
 const FLAGS_SET: &str = "both flags set during the run and after the drop";
+
+/// What the child's custom sink prints before each line it receives.
+const SINK_PREFIX: &str = "sink: ";
 
 /// How many servers the child runs side by side in the `servers` scenario.
 const SERVERS: usize = 3;
@@ -104,6 +108,27 @@ fn servers_side_by_side_all_drain_on_one_sigterm() {
     let output = run_child("servers");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(signal_events(&output), ["drain SIGTERM"; SERVERS]);
+}
+
+/// A custom log sink receives every phase line, in order, and stderr gets none of them. (The
+/// sink is the process's, hence a child process: stderr is what its parent reads.)
+#[test]
+fn a_custom_log_sink_receives_the_phase_lines_and_stderr_gets_none() {
+    let output = run_child("sink");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let received: Vec<&str> = stdout
+        .lines()
+        // The first shares its line with libtest's `test child ... `.
+        .filter_map(|line| Some(line.split_once(SINK_PREFIX)?.1))
+        .collect();
+    assert_eq!(
+        received,
+        ["listening", "drain after=stop_now", "exit outcome=drained"],
+        "{output:?}"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("event="), "{stderr}");
 }
 
 /// The scenarios, run in a child process by the tests above; does nothing in a normal run.
@@ -190,6 +215,24 @@ fn child() {
             for (addr, server) in running {
                 let (outcome, _server) = server.join().expect("server thread");
                 assert_eq!(outcome, Outcome::Drained, "the server on {addr}");
+            }
+        }
+        "sink" => {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let kept = Arc::clone(&lines);
+            log::set_sink(Sink::custom(move |record| {
+                let detail = ["after", "outcome"]
+                    .iter()
+                    .find_map(|&key| Some(format!(" {key}={}", record.get(key)?)))
+                    .unwrap_or_default();
+                let mut lines = kept.lock().unwrap_or_else(|p| p.into_inner());
+                lines.push(format!("{}{detail}", record.event));
+            }));
+            let mut server = bind(&dir);
+            server.lifecycle().stop(Stop::Now);
+            assert_eq!(run(&mut server), Outcome::Drained);
+            for line in lines.lock().expect("the lines").iter() {
+                println!("{SINK_PREFIX}{line}");
             }
         }
         other => panic!("unknown {ROLE}={other}"),

@@ -19,13 +19,14 @@ mod support;
 mod load;
 
 use std::fs;
+use std::io::{BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use load::{Kind, Load, LoadConfig};
-use support::{Lameduck, PROMPT, TempDir, field, request};
+use support::{Lameduck, PROMPT, TempDir, field, read_response, request};
 
 const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 
@@ -327,6 +328,76 @@ fn the_liveness_file_passes_to_the_new_process_without_a_gap() {
         !server.live_file.exists(),
         "the last process removes its own file"
     );
+}
+
+/// `systemctl stop` right after `systemctl reload`: systemd signals every process of the unit,
+/// so the old process, draining after its hand-over, gets a SIGTERM. That is its first stop: the
+/// drain goes on (`drain_continues`), the request in flight is answered, and the exit is 0.
+/// Before the fix: the SIGTERM was taken as a second signal, exit 1 at once, the request cut off.
+#[test]
+fn a_sigterm_after_the_hand_over_continues_the_drain() {
+    let dir = TempDir::new();
+    let binary = Binary::new(dir.path());
+    let mut server = binary.start(0, &["--shutdown-delay", "0"]);
+    let old = server.pid();
+    let mut current = Current(old);
+    // Half a request on the old process, which keeps it draining; the answer to a second
+    // connection says the old process has read the first (it serves alone so far).
+    let mut in_flight = server.connect();
+    in_flight.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    assert_eq!(request(server.addr, GET).status, 200);
+
+    kill(old, libc::SIGUSR2);
+    current.0 = pid_of(&server.wait_for("event=child_ready"));
+    kill(old, libc::SIGTERM);
+    let continues = server.wait_for("event=drain_continues");
+    assert_eq!(field(&continues, "signal"), Some("SIGTERM"), "{continues}");
+
+    in_flight.write_all(b"st: t\r\n\r\n").unwrap();
+    let response = read_response(&mut BufReader::new(in_flight), false).expect("the answer");
+    assert_eq!(response.status, 200);
+    assert!(response.closes(), "{}", response.head);
+    let exit = server.wait_for(&format!("event=exit code=0 pid={old} "));
+    assert_eq!(field(&exit, "outcome"), Some("drained"), "{exit}");
+    assert_eq!(request(server.addr, GET).status, 200, "the new process serves");
+    kill(current.0, libc::SIGINT);
+    server.wait_for_next("event=exit code=0");
+}
+
+/// A SIGTERM that reaches the old process together with the new one's ready report: the new
+/// process may be accepting already, so it is handed over to, never killed, and the SIGTERM
+/// continues the old one's drain (exit 0). The old process is frozen (SIGSTOP) while the new one
+/// starts, so both events wait for it when it resumes; the new one is known to accept because it
+/// alone answers meanwhile.
+/// Before the fix: either the stop killed the new process (its clients reset), or the report,
+/// read first, made the SIGTERM a second signal (exit 1).
+#[test]
+fn a_sigterm_that_comes_with_the_ready_report_never_kills_the_new_process() {
+    let dir = TempDir::new();
+    let binary = Binary::new(dir.path());
+    let mut server = binary.start(0, &["--shutdown-delay", "0"]);
+    let old = server.pid();
+    let mut current = Current(old);
+    kill(old, libc::SIGUSR2);
+    let new = pid_of(&server.wait_for("event=upgrade_started"));
+    kill(old, libc::SIGSTOP);
+    current.0 = new;
+    // Only the new process can answer this: it has reported ready and accepts.
+    assert_eq!(request(server.addr, GET).status, 200);
+    kill(old, libc::SIGTERM);
+    kill(old, libc::SIGCONT);
+
+    let exit = server.wait_for(&format!("event=exit code=0 pid={old} "));
+    assert_eq!(field(&exit, "outcome"), Some("drained"), "{exit}");
+    assert!(
+        !server.log.iter().any(|l| l.contains("event=child_failed")),
+        "{:#?}",
+        server.log
+    );
+    server.wait_for("event=drain_continues");
+    assert_eq!(request(server.addr, GET).status, 200, "the new process serves");
+    kill(new, libc::SIGINT);
+    server.wait_for(&format!("event=exit code=0 pid={new} "));
 }
 
 /// As PID 1 (a container's init) an in-place upgrade cannot work: the container ends with its
