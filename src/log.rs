@@ -180,7 +180,9 @@ static SINK: RwLock<Sink> = RwLock::new(Sink::Stderr);
 /// log::set_sink(previous);
 /// ```
 pub fn set_sink(sink: Sink) -> Sink {
-    let mut current = SINK.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut current = SINK
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     std::mem::replace(&mut *current, sink)
 }
 

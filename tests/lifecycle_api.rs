@@ -89,8 +89,11 @@ fn half_a_request(addr: SocketAddr) -> TcpStream {
 /// Sends the rest of [`half_a_request`]; the answer must say `Connection: close`, then EOF.
 fn finish_request(mut stream: TcpStream) {
     stream.write_all(b"st: t\r\n\r\n").expect("write");
-    let response = read_response(&mut BufReader::new(stream.try_clone().expect("clone")), false)
-        .expect("the answer");
+    let response = read_response(
+        &mut BufReader::new(stream.try_clone().expect("clone")),
+        false,
+    )
+    .expect("the answer");
     assert_eq!(response.status, 200);
     assert!(response.closes(), "{}", response.head);
     assert!(reads_eof(&mut stream));
@@ -105,7 +108,12 @@ fn observe(lifecycle: Lifecycle) -> Receiver<Phase> {
     let mut last = lifecycle.phase();
     let _ = report.send(last);
     thread::spawn(move || {
-        for next in [Phase::Serving, Phase::Announce, Phase::Drain, Phase::Stopped] {
+        for next in [
+            Phase::Serving,
+            Phase::Announce,
+            Phase::Drain,
+            Phase::Stopped,
+        ] {
             if last >= next {
                 continue;
             }

@@ -359,7 +359,11 @@ fn a_sigterm_after_the_hand_over_continues_the_drain() {
     assert!(response.closes(), "{}", response.head);
     let exit = server.wait_for(&format!("event=exit code=0 pid={old} "));
     assert_eq!(field(&exit, "outcome"), Some("drained"), "{exit}");
-    assert_eq!(request(server.addr, GET).status, 200, "the new process serves");
+    assert_eq!(
+        request(server.addr, GET).status,
+        200,
+        "the new process serves"
+    );
     kill(current.0, libc::SIGINT);
     server.wait_for_next("event=exit code=0");
 }
@@ -395,7 +399,11 @@ fn a_sigterm_that_comes_with_the_ready_report_never_kills_the_new_process() {
         server.log
     );
     server.wait_for("event=drain_continues");
-    assert_eq!(request(server.addr, GET).status, 200, "the new process serves");
+    assert_eq!(
+        request(server.addr, GET).status,
+        200,
+        "the new process serves"
+    );
     kill(new, libc::SIGINT);
     server.wait_for(&format!("event=exit code=0 pid={new} "));
 }
