@@ -330,8 +330,8 @@ impl Server {
         let local_addr = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let live = LiveFile::create(&config.live_file)?;
         let inbox = Inbox::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let live = LiveFile::create(&config.live_file)?;
         Ok(Server {
             lifecycle: Lifecycle::new(inbox.clone()),
             inbox,
