@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use lameduck::log::{self, Sink};
+use lameduck::logging::{self as log, Sink};
 use lameduck::{Config, Outcome, Server, Stop, routes};
 use support::{PROMPT, TempDir, field, get, request, run_command};
 
