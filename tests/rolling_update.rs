@@ -14,13 +14,13 @@
 //!   [`SHORT_DELAY`], lag 1 s, to keep CI quick): 0 failed requests (a download counts as failed
 //!   if anything in it is short, corrupt, reset or refused), every old process exits 0 by itself,
 //!   traffic really reached each old process after its SIGTERM, slow requests and uploads were
-//!   answered, downloads of every kind were (at least [`SHORT_MIN_DOWNLOADS`]), a download was
-//!   in flight at a SIGTERM (an old process was writing a response body when the signal came: the
-//!   `writing=` of its `event=announce` line) and was finished whole, and the drain really waited
-//!   for work in flight (answers pending when DRAIN started). In `mode tcp` the drain's gentle close of idle keep-alive connections really
-//!   happened (idle clients were closed by a DRAIN and found it out before reuse, never by a
-//!   reset); in `mode http` HAProxy really reused pooled connections to each old process after
-//!   its SIGTERM.
+//!   answered, downloads of every kind were answered (at least [`SHORT_MIN_DOWNLOADS`] in all),
+//!   a download was in flight at a SIGTERM (an old process was writing a response body when the
+//!   signal came: the `writing=` of its `event=announce` line) and was finished whole, and the
+//!   drain really waited for work in flight (answers pending when DRAIN started). In `mode tcp`
+//!   the drain's gentle close of idle keep-alive connections really happened (idle clients were
+//!   closed by a DRAIN and found it out before reuse, never by a reset); in `mode http` HAProxy
+//!   really reused pooled connections to each old process after its SIGTERM.
 //! - `short_naive_mode_control_shows_failures` and `short_http_naive_mode_control_shows_failures`:
 //!   the same with `--shutdown-delay 0` (the listener closes at SIGTERM). They must show
 //!   failures; if they do not, the harness is not exercising the race and the first tests prove

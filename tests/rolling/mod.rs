@@ -440,8 +440,9 @@ fn count(line: &str, name: &str) -> u64 {
     field(line, name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// Reads `open=`, `idle=`, `active=`, `pending=`, `writing=` and `ts=` from an `event=drain` line; the timestamp becomes
-/// a time since the load's start (millisecond precision, like the log).
+/// Reads `open=`, `idle=`, `active=`, `pending=`, `writing=` and `ts=` from an `event=drain`
+/// line; the timestamp becomes a time since the load's start (millisecond precision, like the
+/// log).
 fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
     let at = field(line, "ts")
         .and_then(parse_rfc3339_millis)
