@@ -4,25 +4,30 @@
 //!
 //! The harness lives in `tests/rolling/` (see its `mod.rs` for the Kubernetes model). The server
 //! is the example program `examples/slow_work.rs`, and the load mixes quick `GET /`s on busy,
-//! new and idle connections with slow requests (0.2-3 s of work on a worker thread) and uploads
-//! (64 KiB-1 MiB at 1 MiB/s, some chunked). This file holds the runs and what they must show:
+//! new and idle connections with slow requests (0.2-3 s of work on a worker thread), uploads
+//! (64 KiB-1 MiB at 1 MiB/s, some chunked) and downloads (`/download?bytes=N` sized or chunked,
+//! and the shared 8 MiB `/blob`; half of them read at 4 MiB/s, every byte and the framing
+//! checked). This file holds the runs and what they must show:
 //!
 //! - `short_default_mode_loses_no_request` (`mode tcp`) and `short_http_default_mode_loses_no_request`
 //!   (`mode http`): 3 replacements under load with lameduck's lame-duck phase (shortened to
-//!   [`SHORT_DELAY`], lag 1 s, to keep CI quick): 0 failed requests, every old process exits 0
-//!   by itself, traffic really reached each old process after its SIGTERM, slow requests and
-//!   uploads were answered, and the drain really waited for work in flight (answers pending when
-//!   DRAIN started). In `mode tcp` the drain's gentle close of idle keep-alive connections really
-//!   happened (idle clients were closed by a DRAIN and found it out before reuse, never by a
-//!   reset); in `mode http` HAProxy really reused pooled connections to each old process after
-//!   its SIGTERM.
+//!   [`SHORT_DELAY`], lag 1 s, to keep CI quick): 0 failed requests (a download counts as failed
+//!   if anything in it is short, corrupt, reset or refused), every old process exits 0 by itself,
+//!   traffic really reached each old process after its SIGTERM, slow requests and uploads were
+//!   answered, downloads of every kind were answered (at least [`SHORT_MIN_DOWNLOADS`] in all),
+//!   a download was in flight at a SIGTERM (an old process was writing a response body when the
+//!   signal came: the `writing=` of its `event=announce` line) and was finished whole, and the
+//!   drain really waited for work in flight (answers pending when DRAIN started). In `mode tcp`
+//!   the drain's gentle close of idle keep-alive connections really happened (idle clients were
+//!   closed by a DRAIN and found it out before reuse, never by a reset); in `mode http` HAProxy
+//!   really reused pooled connections to each old process after its SIGTERM.
 //! - `short_naive_mode_control_shows_failures` and `short_http_naive_mode_control_shows_failures`:
 //!   the same with `--shutdown-delay 0` (the listener closes at SIGTERM). They must show
 //!   failures; if they do not, the harness is not exercising the race and the first tests prove
 //!   nothing.
 //! - `long_default`, `long_naive`, `long_http_default`, `long_http_naive` (`#[ignore]`, run by
 //!   `tests/rolling/long.sh`): >= 10 replacements each with lameduck's real defaults and a 2 s
-//!   lag, tens of thousands of requests.
+//!   lag, tens of thousands of requests and hundreds of downloads.
 //! - `measure_idle_close_race` (`#[ignore]`, a measurement, not a proof): the idle clients aim
 //!   their requests at the moment DRAIN closes their idle connections, to measure how wide the
 //!   window is in which a written request meets that close (see `tests/rolling/load.rs`).
@@ -37,7 +42,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rolling::{Checks, Mode, Report, RunConfig};
+use rolling::{Checks, Mode, Report, RunConfig, Shape};
 
 /// The runs share the machine's loopback and CPUs; running two at once would make each one's load
 /// and timings depend on the other, so they are serialised.
@@ -64,11 +69,18 @@ const SLOW_CLIENTS: usize = 16;
 /// Upload clients (64 KiB-1 MiB each at 1 MiB/s, back to back): some upload is half sent at
 /// every SIGTERM.
 const UPLOAD_CLIENTS: usize = 4;
+/// Download clients (256 KiB-3 MiB at full speed, or 6-12 MiB at 4 MiB/s, or the 8 MiB blob,
+/// back to back): some download is being written at most SIGTERMs.
+const DOWNLOAD_CLIENTS: usize = 4;
+/// Downloads in the short runs must at least reach this, or the mix did not run.
+const SHORT_MIN_DOWNLOADS: u64 = 20;
+/// Downloads in the long runs.
+const LONG_MIN_DOWNLOADS: u64 = 200;
 
 #[test]
 fn short_default_mode_loses_no_request() {
     if let Some(report) = short_run("default", Mode::Tcp, SHORT_DELAY) {
-        assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
+        assert_zero_downtime(&report, SHORT_MIN_REQUESTS, SHORT_MIN_DOWNLOADS);
         discard_logs(&report);
     }
 }
@@ -84,7 +96,7 @@ fn short_naive_mode_control_shows_failures() {
 #[test]
 fn short_http_default_mode_loses_no_request() {
     if let Some(report) = short_run("http-default", Mode::Http, SHORT_DELAY) {
-        assert_zero_downtime(&report, SHORT_MIN_REQUESTS);
+        assert_zero_downtime(&report, SHORT_MIN_REQUESTS, SHORT_MIN_DOWNLOADS);
         discard_logs(&report);
     }
 }
@@ -143,7 +155,7 @@ fn long_default_in(label: &str, proxy: Mode) {
         report.restarts.len() >= LONG_MIN_RESTARTS,
         "long run needs >= {LONG_MIN_RESTARTS} restarts"
     );
-    assert_zero_downtime(&report, LONG_MIN_REQUESTS);
+    assert_zero_downtime(&report, LONG_MIN_REQUESTS, LONG_MIN_DOWNLOADS);
     discard_logs(&report);
 }
 
@@ -176,9 +188,11 @@ fn measure_idle_close_race() {
     let report = run(&RunConfig {
         shutdown_delay: None,
         aim: Some(aim),
-        // The load the README's measurement was made under: no slow requests or uploads.
+        // The load the README's measurement was made under: no slow requests, uploads or
+        // downloads.
         slow_clients: 0,
         upload_clients: 0,
+        download_clients: 0,
         ..cfg
     });
     let (on, lost) = report.shots_on_lame_duck();
@@ -223,6 +237,7 @@ fn base_config(label: &str, proxy: Mode) -> Option<RunConfig> {
         idle_clients: 16,
         slow_clients: SLOW_CLIENTS,
         upload_clients: UPLOAD_CLIENTS,
+        download_clients: DOWNLOAD_CLIENTS,
         think: (THINK_MIN, THINK_MAX),
         seed: env_parse("ROLLING_SEED", parse_u64).unwrap_or_else(time_seed),
         aim: None,
@@ -233,8 +248,8 @@ fn base_config(label: &str, proxy: Mode) -> Option<RunConfig> {
 /// The long configuration: lameduck defaults, a 2 s endpoint-removal lag, overridable from the
 /// environment (`ROLLING_RESTARTS`, `ROLLING_LAG`, `ROLLING_KEEPALIVE_CLIENTS`,
 /// `ROLLING_NEWCONN_CLIENTS`, `ROLLING_IDLE_CLIENTS`, `ROLLING_SLOW_CLIENTS`,
-/// `ROLLING_UPLOAD_CLIENTS`; `ROLLING_SEED` replays the think times, sleeps and body sizes of a
-/// run, short or long).
+/// `ROLLING_UPLOAD_CLIENTS`, `ROLLING_DOWNLOAD_CLIENTS`; `ROLLING_SEED` replays the think times,
+/// sleeps, body sizes and downloads of a run, short or long).
 fn long_config(label: &str, proxy: Mode) -> Option<RunConfig> {
     let base = base_config(label, proxy)?;
     Some(RunConfig {
@@ -256,6 +271,8 @@ fn long_config(label: &str, proxy: Mode) -> Option<RunConfig> {
         slow_clients: env_parse("ROLLING_SLOW_CLIENTS", parse_count).unwrap_or(base.slow_clients),
         upload_clients: env_parse("ROLLING_UPLOAD_CLIENTS", parse_count)
             .unwrap_or(base.upload_clients),
+        download_clients: env_parse("ROLLING_DOWNLOAD_CLIENTS", parse_count)
+            .unwrap_or(base.download_clients),
         warmup_requests: 1_000,
         ..base
     })
@@ -282,7 +299,7 @@ fn discard_logs(report: &Report) {
     }
 }
 
-fn assert_zero_downtime(r: &Report, min_requests: u64) {
+fn assert_zero_downtime(r: &Report, min_requests: u64, min_downloads: u64) {
     let table = r.render();
     assert_eq!(
         r.failures_total(),
@@ -315,6 +332,20 @@ fn assert_zero_downtime(r: &Report, min_requests: u64) {
         r.slow.ok > 0 && r.upload.ok > 0,
         "no slow request or no upload was answered: the mix did not run:\n{table}"
     );
+    // Every download was checked byte for byte (a wrong one is a failure, counted above); here,
+    // that enough of them ran, in every shape.
+    assert!(
+        r.download.ok >= min_downloads,
+        "only {} downloads answered in full (want >= {min_downloads}):\n{table}",
+        r.download.ok
+    );
+    for shape in Shape::ALL {
+        assert!(
+            r.downloads_of(shape) > 0,
+            "no {} download was answered: the mix did not run:\n{table}",
+            shape.name()
+        );
+    }
     // Where the window is shorter than the lag plus the slowest request, the drain must really
     // have waited for work in flight.
     if r.config.slow_work_outlasts_window() {
@@ -322,6 +353,16 @@ fn assert_zero_downtime(r: &Report, min_requests: u64) {
             r.pending_at_drain() > 0,
             "no answer was pending when DRAIN started: the run did not exercise the drain's wait for \
              work in flight:\n{table}"
+        );
+    }
+    // And a download must have been in flight at a SIGTERM (a body still being written by the
+    // old process), to be finished in ANNOUNCE or DRAIN: all of them arrived whole (0 failures)
+    // and every old process exited 0 by itself.
+    if r.config.download_clients > 0 {
+        assert!(
+            r.writing_at_sigterm() > 0,
+            "no response body was being written when SIGTERM came: the run did not exercise a \
+             download across a restart:\n{table}"
         );
     }
     // Idle keep-alive connections, when closed, must be closed gently (a FIN, never a reset).
@@ -361,7 +402,7 @@ fn assert_control_fails(r: &Report) {
 
 /// The server under test: the example program `slow_work`, which `cargo test` builds beside the
 /// binary. `ROLLING_BIN` overrides it (e.g. another build of it): a program that takes the flags
-/// of `lameduck serve` and serves `/sleep` and `/upload` like the example.
+/// of `lameduck serve` and serves `/sleep`, `/upload`, `/download` and `/blob` like the example.
 fn server_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("ROLLING_BIN") {
         return PathBuf::from(bin);

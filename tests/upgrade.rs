@@ -33,7 +33,8 @@ const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
 /// The client population: busy keep-alive, new connection per request, and idle keep-alive
 /// clients whose think time straddles the old process's idle grace (1 s), so that some of their
 /// connections are closed as idle after the hand-over and some are answered with
-/// `Connection: close`. No slow or upload clients: `lameduck` itself serves neither route.
+/// `Connection: close`. No slow, upload or download clients: `lameduck` itself serves none of
+/// their routes.
 fn load_config() -> LoadConfig {
     LoadConfig {
         keepalive: 2,
@@ -41,6 +42,7 @@ fn load_config() -> LoadConfig {
         idle: 4,
         slow: 0,
         upload: 0,
+        download: 0,
         think: (Duration::from_millis(200), Duration::from_millis(2500)),
         seed: 11,
         aim: None,

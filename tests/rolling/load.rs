@@ -1,6 +1,6 @@
 //! Continuous HTTP load through the balancer, and the rule for what counts as a failed request.
 //!
-//! Five kinds of client threads run for the whole rolling update:
+//! Six kinds of client threads run for the whole rolling update:
 //!
 //! - **keep-alive** clients hold one connection and send `GET /` on it again and again, back to
 //!   back with no pause, the way a busy pooling HTTP client (Go's `net/http`, hyper) does. Their
@@ -26,9 +26,19 @@
 //!   [`UPLOAD_BYTES`] of body, one request in [`CHUNKED_ONE_IN`] chunked, the others with a
 //!   `Content-Length`, each body at the pace of a 1 MiB/s uplink (so it takes up to a second).
 //!   They put bodies in flight, half sent, across every SIGTERM.
+//! - **download** clients are busy keep-alive clients that fetch large answers, in three
+//!   [`Shape`]s drawn at random: `GET /download?bytes=N` (a body streamed by a producer thread,
+//!   with a `Content-Length`), `GET /download?bytes=N&chunked=1` (the same, chunked), and
+//!   `GET /blob` (one shared 8 MiB allocation). One download in [`PACED_ONE_IN`] is read at the
+//!   pace of a [`DOWNLINK`] downlink (N from [`PACED_BYTES`], so it takes up to 3 s); the others
+//!   are read as fast as the client can (N from [`DOWNLOAD_BYTES`]). The paced ones keep the
+//!   server writing a body across most SIGTERMs, and now and then across the start of DRAIN;
+//!   ANNOUNCE or DRAIN must finish them.
+//!   Every byte is checked: byte `i` of each body is `i % 251`, and the framing strictly (the
+//!   promised `Content-Length`, or chunks ending with the last, zero-size chunk).
 //!
-//! The slow and upload clients need a server that serves those two routes: the example program
-//! `examples/slow_work.rs`.
+//! The slow, upload and download clients need a server that serves their routes: the example
+//! program `examples/slow_work.rs`.
 //!
 //! # What is a failure
 //!
@@ -41,7 +51,9 @@
 //!   stayed silent for [`REQUEST_TIMEOUT`] (`timeout`);
 //! - the response was complete but not `200` (`non200`), or a `200` whose body is not the
 //!   answer the request asked for (`wrong`): `slept N ms` for a sleep of N ms, `bytes=N` for an
-//!   upload of N bytes (the other requests take any body).
+//!   upload of N bytes, N bytes of the pattern in the asked-for framing for a download (the other
+//!   requests take any body). A download cut short is an `eof` (or a `reset`) like any response
+//!   cut short, whatever part of it had arrived: a chunked body without its last chunk included.
 //!
 //! # A connection closed by the server between two requests
 //!
@@ -92,10 +104,10 @@
 //! share of the last kind, times the width of the range, is the width of the race window.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -120,6 +132,29 @@ const CHUNK_BYTES: (usize, usize) = (1, 64 * 1024);
 /// would keep both cores of a small machine busy copying bytes, and measure that instead.)
 const UPLOAD_PIECE: usize = 16 * 1024;
 const UPLOAD_PIECE_EVERY: Duration = Duration::from_millis(16);
+/// The sizes of the downloads read at full speed, for `/download?bytes=N` (inclusive): a page's
+/// assets to a small file.
+pub const DOWNLOAD_BYTES: (u64, u64) = (256 * 1024, 3 * 1024 * 1024);
+/// The sizes of the paced downloads (inclusive). A paced download keeps the server writing only
+/// while more of it is left than the sockets between them hold: about 4 MiB on loopback, most of
+/// it the server's own send buffer as the kernel's autotuning grows it (HAProxy's share is
+/// bounded in `haproxy.cfg`). So these are larger: at [`DOWNLINK`] they take 1.5 to 3 s, of which
+/// the server writes for the first 0.5 to 2.
+pub const PACED_BYTES: (u64, u64) = (6 * 1024 * 1024, 12 * 1024 * 1024);
+/// The size of the example's shared `/blob`.
+const BLOB_BYTES: u64 = 8 * 1024 * 1024;
+/// One download in this many is read at the pace of a [`DOWNLINK`] downlink, so that it takes up
+/// to 3 s, the span of the slowest request: long enough to be in flight at a SIGTERM, and no
+/// longer than the work already in flight then, so the old process's stop time (and the run)
+/// does not grow. The others are read as fast as the client can; they are smaller, because on a
+/// small machine a fast download keeps a core busy producing it while it lasts.
+pub const PACED_ONE_IN: u64 = 2;
+/// The paced downloads' downlink, in bytes per second: 4 MiB/s (a 32 Mbit/s phone).
+pub const DOWNLINK: u64 = 4 * 1024 * 1024;
+/// The most a paced client reads at once (and the size of every response reader's buffer).
+const DOWNLOAD_PIECE: usize = 64 * 1024;
+/// The longest head or chunk-size line a response may have; longer is garbled.
+const MAX_LINE: usize = 16 * 1024;
 
 const REQ_KEEPALIVE: &[u8] = b"GET / HTTP/1.1\r\nHost: lameduck\r\n\r\n";
 const REQ_CLOSE: &[u8] = b"GET / HTTP/1.1\r\nHost: lameduck\r\nConnection: close\r\n\r\n";
@@ -184,6 +219,29 @@ impl Kind {
     }
 }
 
+/// The three kinds of large answer a download client asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Shape {
+    /// `GET /download?bytes=N`: streamed by a producer thread, with `Content-Length: N`.
+    Sized,
+    /// `GET /download?bytes=N&chunked=1`: the same bytes, chunked.
+    Chunked,
+    /// `GET /blob`: 8 MiB from one allocation shared by every client.
+    Blob,
+}
+
+impl Shape {
+    pub const ALL: [Shape; 3] = [Shape::Sized, Shape::Chunked, Shape::Blob];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Sized => "sized",
+            Shape::Chunked => "chunked",
+            Shape::Blob => "blob",
+        }
+    }
+}
+
 /// The client population of a run.
 #[derive(Clone, Copy, Debug)]
 pub struct LoadConfig {
@@ -197,6 +255,9 @@ pub struct LoadConfig {
     pub slow: usize,
     /// Upload clients (busy keep-alive, `POST /upload`); 0 unless the server is `slow_work`.
     pub upload: usize,
+    /// Download clients (busy keep-alive, `GET /download` and `/blob`); 0 unless the server is
+    /// `slow_work`.
+    pub download: usize,
     /// The idle clients' think time is drawn uniformly from this range (inclusive).
     pub think: (Duration, Duration),
     /// Seeds the think times, so a run's client behaviour can be replayed (`ROLLING_SEED`).
@@ -242,7 +303,7 @@ pub struct Shot {
 pub struct Failure {
     /// When the request started, since the start of the load.
     pub at: Duration,
-    /// Which client thread ("ka-0", "nc-3", "id-7", "sl-2", "up-1").
+    /// Which client thread ("ka-0", "nc-3", "id-7", "sl-2", "up-1", "dl-0").
     pub client: String,
     pub kind: Kind,
     /// Written on a reused keep-alive connection that passed the idle check and then ended
@@ -251,11 +312,13 @@ pub struct Failure {
     pub detail: String,
 }
 
-/// Counters of one kind of keep-alive client (busy, idle, slow or upload).
+/// Counters of one kind of keep-alive client (busy, idle, slow, upload or download).
 #[derive(Default)]
 pub struct Persistent {
     /// Requests answered with a complete 200.
     pub ok: AtomicU64,
+    /// Body bytes of those requests that carried one: an upload's, a download's.
+    pub bytes: AtomicU64,
     /// Connections opened.
     pub conns: AtomicU64,
     /// Requests written on a held connection after it passed the idle check.
@@ -277,6 +340,7 @@ pub struct Persistent {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PersistentCounts {
     pub ok: u64,
+    pub bytes: u64,
     pub conns: u64,
     pub reused: u64,
     pub closed_before_reuse: u64,
@@ -290,6 +354,7 @@ impl Persistent {
     pub fn snapshot(&self) -> PersistentCounts {
         PersistentCounts {
             ok: self.ok.load(Relaxed),
+            bytes: self.bytes.load(Relaxed),
             conns: self.conns.load(Relaxed),
             reused: self.reused.load(Relaxed),
             closed_before_reuse: self.closed_before_reuse.load(Relaxed),
@@ -308,9 +373,10 @@ pub struct Stats {
     pub idle: Persistent,
     pub slow: Persistent,
     pub upload: Persistent,
+    pub download: Persistent,
+    /// The downloads answered in full, by shape, indexed like [`Shape::ALL`].
+    pub downloads: [AtomicU64; 3],
     pub ok_newconn: AtomicU64,
-    /// Body bytes of the uploads answered with the right count.
-    pub upload_bytes: AtomicU64,
     /// Failed requests of all clients, indexed like [`Kind::ALL`].
     pub failed: [AtomicU64; 7],
     /// The `non200` failures by status: through an HTTP proxy, a 502 (the server closed under
@@ -328,10 +394,16 @@ impl Stats {
     }
 
     pub fn requests(&self) -> u64 {
-        [&self.keepalive, &self.idle, &self.slow, &self.upload]
-            .iter()
-            .map(|p| p.ok.load(Relaxed))
-            .sum::<u64>()
+        [
+            &self.keepalive,
+            &self.idle,
+            &self.slow,
+            &self.upload,
+            &self.download,
+        ]
+        .iter()
+        .map(|p| p.ok.load(Relaxed))
+        .sum::<u64>()
             + self.ok_newconn.load(Relaxed)
             + self.failed_total()
     }
@@ -382,9 +454,9 @@ impl Ctx {
         }
     }
 
-    /// Whether a complete response serves the request: a 200, with `expect` as its body if the
-    /// request asked for a particular answer. A non-200 is also counted by status.
-    fn judge(&self, r: &Response, expect: Option<&[u8]>) -> Result<(), Failed> {
+    /// Whether a complete response serves the request: a 200 carrying the `answer` the request
+    /// asked for. A non-200 is also counted by status.
+    fn judge(&self, r: &Response, answer: &Answer) -> Result<(), Failed> {
         if r.status != 200 {
             let mut statuses = self
                 .stats
@@ -394,8 +466,9 @@ impl Ctx {
             *statuses.entry(r.status).or_default() += 1;
             return Err((Kind::Non200, format!("status {}", r.status)));
         }
-        match expect {
-            Some(want) if r.body != want => Err((
+        match answer {
+            Answer::Any => Ok(()),
+            Answer::Exactly(want) if r.body != *want => Err((
                 Kind::Wrong,
                 format!(
                     "body {:?}, want {:?}",
@@ -403,7 +476,8 @@ impl Ctx {
                     String::from_utf8_lossy(want)
                 ),
             )),
-            _ => Ok(()),
+            Answer::Exactly(_) => Ok(()),
+            Answer::Pattern(download) => download.check(r),
         }
     }
 
@@ -486,6 +560,15 @@ impl Load {
                 })
             }));
         }
+        for i in 0..cfg.download {
+            let ctx = ctx.clone();
+            let mut rng = Rng::new(cfg.seed, DOWNLOAD_STREAMS + i as u64);
+            threads.push(std::thread::spawn(move || {
+                busy_client(&format!("dl-{i}"), &ctx, &ctx.stats.download, || {
+                    Call::download(&mut rng)
+                })
+            }));
+        }
         for i in 0..cfg.newconn {
             let ctx = ctx.clone();
             threads.push(std::thread::spawn(move || {
@@ -542,20 +625,100 @@ struct Held {
     idle_since: Instant,
 }
 
-/// The random streams of the slow and upload clients (the idle clients' are their index), so
-/// that every client draws its own sequence from the run's seed.
+/// The random streams of the slow, upload and download clients (the idle clients' are their
+/// index), so that every client draws its own sequence from the run's seed.
 const SLOW_STREAMS: u64 = 1 << 32;
 const UPLOAD_STREAMS: u64 = 2 << 32;
+const DOWNLOAD_STREAMS: u64 = 3 << 32;
 
-/// One request: its bytes, and the body its 200 must carry (`None`: any body).
+/// One request: its bytes, and the answer its 200 must carry.
 struct Call {
     request: Vec<u8>,
     /// How much of `request` is sent at once; the rest is an upload's body, sent at the pace of
     /// a slow uplink (see [`exchange`]).
     at_once: usize,
-    expect: Option<Vec<u8>>,
-    /// The length of its body (de-chunked), for the report.
+    answer: Answer,
+    /// The length of its body (an upload's, de-chunked, or a download's), for the report.
     body_len: u64,
+}
+
+/// The body a request's 200 must carry.
+enum Answer {
+    /// Any body (`GET /`).
+    Any,
+    /// Exactly these bytes (`slept N ms`, `bytes=N`).
+    Exactly(Vec<u8>),
+    /// A download's pattern, in its framing.
+    Pattern(Download),
+}
+
+/// What a download asked for, and how fast its client reads.
+#[derive(Clone, Copy)]
+struct Download {
+    shape: Shape,
+    /// The body's length: byte `i` of it is `i % 251`.
+    len: u64,
+    /// Read at the pace of a [`DOWNLINK`] downlink (see [`PACED_ONE_IN`]).
+    paced: bool,
+}
+
+impl Download {
+    /// Whether a complete 200 is this download: framed as its shape promises, `len` bytes long,
+    /// every byte the pattern's.
+    fn check(&self, r: &Response) -> Result<(), Failed> {
+        let framing_ok = match self.shape {
+            Shape::Sized | Shape::Blob => r.framing == Framing::Length(self.len),
+            Shape::Chunked => r.framing == Framing::Chunked,
+        };
+        let wrong = |detail: String| Err((Kind::Wrong, format!("{}: {detail}", self.describe())));
+        if !framing_ok {
+            return wrong(format!("framed as {:?}", r.framing));
+        }
+        if r.body.len() as u64 != self.len {
+            return wrong(format!("{} body bytes", r.body.len()));
+        }
+        match first_wrong_byte(&r.body) {
+            Some(i) => wrong(format!(
+                "byte {i} is {}, want {}",
+                r.body[i],
+                pattern(i as u64)
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// "paced sized download of 123456 bytes", for failure details.
+    fn describe(&self) -> String {
+        let pace = if self.paced { "paced" } else { "fast" };
+        format!(
+            "{pace} {} download of {} bytes",
+            self.shape.name(),
+            self.len
+        )
+    }
+}
+
+/// Byte `i` of every download body (see `examples/slow_work.rs`): 251 is prime, so the pattern
+/// does not line up with any power-of-two piece or chunk size, and a piece sent twice, lost or
+/// out of order shows.
+fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// Where `body` first differs from the pattern. Compared a run of whole periods at a time (a
+/// `memcmp`), so that checking every byte costs little beside receiving it.
+fn first_wrong_byte(body: &[u8]) -> Option<usize> {
+    static PERIODS: OnceLock<Vec<u8>> = OnceLock::new();
+    let periods = PERIODS.get_or_init(|| (0..251 * 256).map(pattern).collect());
+    let mut at = 0;
+    for piece in body.chunks(periods.len()) {
+        if piece != &periods[..piece.len()] {
+            let off = piece.iter().zip(periods).position(|(a, b)| a != b);
+            return off.map(|off| at + off);
+        }
+        at += piece.len();
+    }
+    None
 }
 
 impl Call {
@@ -564,7 +727,17 @@ impl Call {
         Call {
             request: REQ_KEEPALIVE.to_vec(),
             at_once: REQ_KEEPALIVE.len(),
-            expect: None,
+            answer: Answer::Any,
+            body_len: 0,
+        }
+    }
+
+    /// `GET /` with `Connection: close`, for a new-connection client; any body.
+    fn hello_close() -> Call {
+        Call {
+            request: REQ_CLOSE.to_vec(),
+            at_once: REQ_CLOSE.len(),
+            answer: Answer::Any,
             body_len: 0,
         }
     }
@@ -576,7 +749,7 @@ impl Call {
         Call {
             at_once: request.len(),
             request,
-            expect: Some(format!("slept {ms} ms\n").into_bytes()),
+            answer: Answer::Exactly(format!("slept {ms} ms\n").into_bytes()),
             body_len: 0,
         }
     }
@@ -608,8 +781,29 @@ impl Call {
         Call {
             request,
             at_once,
-            expect: Some(format!("bytes={len}\n").into_bytes()),
+            answer: Answer::Exactly(format!("bytes={len}\n").into_bytes()),
             body_len: len as u64,
+        }
+    }
+
+    /// A download of a [`Shape`] drawn at random, paced one time in [`PACED_ONE_IN`]: N bytes
+    /// from [`PACED_BYTES`] or [`DOWNLOAD_BYTES`], or the 8 MiB blob.
+    fn download(rng: &mut Rng) -> Call {
+        let shape = Shape::ALL[(rng.next() % Shape::ALL.len() as u64) as usize];
+        let paced = rng.next() % PACED_ONE_IN == 0;
+        let (lo, hi) = if paced { PACED_BYTES } else { DOWNLOAD_BYTES };
+        let n = rng.between_u64(lo, hi);
+        let (target, len) = match shape {
+            Shape::Sized => (format!("/download?bytes={n}"), n),
+            Shape::Chunked => (format!("/download?bytes={n}&chunked=1"), n),
+            Shape::Blob => ("/blob".to_string(), BLOB_BYTES),
+        };
+        let request = format!("GET {target} HTTP/1.1\r\nHost: lameduck\r\n\r\n").into_bytes();
+        Call {
+            at_once: request.len(),
+            request,
+            answer: Answer::Pattern(Download { shape, len, paced }),
+            body_len: len,
         }
     }
 }
@@ -745,15 +939,18 @@ fn persistent_request_timed(
     // From here on the request is committed: anything but a complete 200 with the right answer
     // is a failure.
     let wrote = Instant::now();
-    let result = exchange(&mut s, &call.request, call.at_once);
+    let result = exchange(&mut s, call);
     let ended = wrote.elapsed();
     match result {
         Ok(r) => {
-            let served = ctx.judge(&r, call.expect.as_deref());
+            let served = ctx.judge(&r, &call.answer);
             match &served {
                 Ok(()) => {
                     stats.ok.fetch_add(1, Relaxed);
-                    ctx.stats.upload_bytes.fetch_add(call.body_len, Relaxed);
+                    stats.bytes.fetch_add(call.body_len, Relaxed);
+                    if let Answer::Pattern(download) = &call.answer {
+                        ctx.stats.downloads[download.shape as usize].fetch_add(1, Relaxed);
+                    }
                 }
                 Err((kind, detail)) => ctx.fail(id, at, *kind, detail.clone()),
             }
@@ -802,6 +999,7 @@ fn persistent_request_timed(
 
 /// A new-connection client: connect, one request with `Connection: close`, read the response, repeat.
 fn newconn_client(id: &str, ctx: &Ctx) {
+    let call = Call::hello_close();
     while !ctx.stop.load(Relaxed) {
         let at = ctx.t0.elapsed();
         let mut s = match connect(ctx.front) {
@@ -811,7 +1009,7 @@ fn newconn_client(id: &str, ctx: &Ctx) {
                 continue;
             }
         };
-        match exchange(&mut s, REQ_CLOSE, REQ_CLOSE.len()).and_then(|r| ctx.judge(&r, None)) {
+        match exchange(&mut s, &call).and_then(|r| ctx.judge(&r, &call.answer)) {
             Ok(()) => {
                 ctx.stats.ok_newconn.fetch_add(1, Relaxed);
             }
@@ -895,19 +1093,34 @@ struct Response {
     status: u16,
     /// The server will close the connection after this response.
     close: bool,
+    /// How its body was delimited.
+    framing: Framing,
+    /// The body, de-chunked.
     body: Vec<u8>,
+}
+
+/// How a response's body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Framing {
+    /// `Content-Length: N`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: chunks up to the last, zero-size chunk (and trailers).
+    Chunked,
+    /// Neither, with `Connection: close`: everything up to EOF.
+    UntilClose,
 }
 
 type Failed = (Kind, String);
 
 /// Writes one request and reads exactly one complete response: the first `at_once` bytes in one
-/// write, the rest (an upload's body) in [`UPLOAD_PIECE`]s, one every [`UPLOAD_PIECE_EVERY`].
+/// write, the rest (an upload's body) in [`UPLOAD_PIECE`]s, one every [`UPLOAD_PIECE_EVERY`];
+/// the response as fast as possible, or a paced download's at the pace of its downlink.
 ///
 /// A peer may answer before it has read the whole request and close (HAProxy's 503 when it has
 /// no server, a 413): the write then fails, but the answer may be waiting, so it is read before
 /// the write error is reported, as an HTTP client does.
-fn exchange(s: &mut TcpStream, req: &[u8], at_once: usize) -> Result<Response, Failed> {
-    let (head, body) = req.split_at(at_once.min(req.len()));
+fn exchange(s: &mut TcpStream, call: &Call) -> Result<Response, Failed> {
+    let (head, body) = call.request.split_at(call.at_once.min(call.request.len()));
     let mut written = s.write_all(head);
     for piece in body.chunks(UPLOAD_PIECE) {
         if written.is_err() {
@@ -917,93 +1130,206 @@ fn exchange(s: &mut TcpStream, req: &[u8], at_once: usize) -> Result<Response, F
         std::thread::sleep(UPLOAD_PIECE_EVERY);
         written = s.write_all(piece);
     }
+    let paced = matches!(call.answer, Answer::Pattern(Download { paced: true, .. }));
+    let read = read_response(Downlink::new(s, paced));
     match written {
-        Ok(()) => read_response(s),
-        Err(e) => read_response(s).map_err(|_| (Kind::of(&e), format!("write: {e}"))),
+        Ok(()) => read,
+        Err(e) => read.map_err(|_| (Kind::of(&e), format!("write: {e}"))),
     }
 }
 
-/// Reads one response: head up to the blank line, then `Content-Length` bytes of body (or, with no
-/// length and `Connection: close`, everything up to EOF).
-fn read_response(s: &mut TcpStream) -> Result<Response, Failed> {
-    let mut buf = Vec::with_capacity(512);
-    let mut chunk = [0u8; 4096];
-    // Once the head is in: the response, where its body starts, and where it ends (None: at EOF).
-    let mut head: Option<(Response, usize, Option<usize>)> = None;
-    loop {
-        let n = match s.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err((
-                    Kind::of(&e),
-                    format!("read after {} response bytes: {e}", buf.len()),
-                ));
-            }
+/// The client's side of the connection, as the response reader sees it: the socket, read at
+/// the pace of a [`DOWNLINK`] downlink for a paced download, with a count of the bytes read so
+/// far (for the failure details).
+struct Downlink<'a> {
+    s: &'a mut TcpStream,
+    /// For a paced download: when its first read started.
+    paced_since: Option<Instant>,
+    paced: bool,
+    read: u64,
+}
+
+impl<'a> Downlink<'a> {
+    fn new(s: &'a mut TcpStream, paced: bool) -> BufReader<Downlink<'a>> {
+        let downlink = Downlink {
+            s,
+            paced_since: None,
+            paced,
+            read: 0,
         };
-        if n == 0 {
-            return match head {
-                // The body is delimited by EOF.
-                Some((r, start, None)) => Ok(Response {
-                    body: buf[start..].to_vec(),
-                    ..r
-                }),
-                _ => Err((Kind::Eof, format!("EOF after {} response bytes", buf.len()))),
-            };
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if head.is_none() {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let (r, len) = parse_head(&buf[..end])?;
-                let start = end + 4;
-                head = Some((r, start, len.map(|l| start + l)));
-            }
-        }
-        if let Some((r, start, Some(end))) = &head {
-            if buf.len() >= *end {
-                return Ok(Response {
-                    status: r.status,
-                    close: r.close,
-                    body: buf[*start..*end].to_vec(),
-                });
-            }
-        }
+        BufReader::with_capacity(DOWNLOAD_PIECE, downlink)
     }
 }
 
-/// Parses a response head; returns the response and its body length (None = until EOF).
-fn parse_head(head: &[u8]) -> Result<(Response, Option<usize>), Failed> {
-    let garbled = || {
-        (
-            Kind::Other,
-            format!("garbled response head: {:?}", String::from_utf8_lossy(head)),
-        )
-    };
-    let text = std::str::from_utf8(head).map_err(|_| garbled())?;
+impl Read for Downlink<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = buf;
+        if self.paced {
+            // The modelled downlink, not a synchronisation: the client has no faster link, so
+            // the server's writes wait for it (which is what keeps a download in flight). Each
+            // read waits until the link would have carried everything read before it.
+            let since = *self.paced_since.get_or_insert_with(Instant::now);
+            let due = since + Duration::from_micros(self.read * 1_000_000 / DOWNLINK);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let max = buf.len().min(DOWNLOAD_PIECE);
+            buf = &mut buf[..max];
+        }
+        let n = self.s.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Reads one response: the head up to the blank line, then the body as the head frames it
+/// (`Content-Length` bytes, chunks up to the last one, or, with neither and `Connection:
+/// close`, everything up to EOF). A body cut short, a chunked one without its last chunk
+/// included, is an `eof` (or whatever error ended it), never a shorter answer.
+fn read_response(mut wire: BufReader<Downlink<'_>>) -> Result<Response, Failed> {
+    let mut head = Vec::with_capacity(512);
+    while !head.ends_with(b"\r\n\r\n") {
+        if line(&mut wire, &mut head)? == 0 {
+            return Err(eof(&wire));
+        }
+        if head.len() > MAX_LINE {
+            return Err(garbled(&head));
+        }
+    }
+    let (status, close, framing) = parse_head(&head[..head.len() - 4])?;
+    let mut body = Vec::new();
+    match framing {
+        Framing::Length(len) => body_bytes(&mut wire, len, &mut body)?,
+        Framing::Chunked => loop {
+            let mut size_line = Vec::new();
+            if line(&mut wire, &mut size_line)? == 0 {
+                return Err(eof(&wire));
+            }
+            let size = chunk_size(&size_line).ok_or_else(|| garbled(&size_line))?;
+            if size == 0 {
+                // The last chunk: trailer fields (none expected, any accepted), then a blank line.
+                let mut trailer = Vec::new();
+                while trailer != b"\r\n" {
+                    trailer.clear();
+                    if line(&mut wire, &mut trailer)? == 0 {
+                        return Err(eof(&wire));
+                    }
+                }
+                break;
+            }
+            body_bytes(&mut wire, size, &mut body)?;
+            let mut crlf = Vec::new();
+            if line(&mut wire, &mut crlf)? == 0 {
+                return Err(eof(&wire));
+            }
+            if crlf != b"\r\n" {
+                return Err(garbled(&crlf));
+            }
+        },
+        Framing::UntilClose => {
+            wire.read_to_end(&mut body)
+                .map_err(|e| read_error(&wire, &e))?;
+        }
+    }
+    Ok(Response {
+        status,
+        close,
+        framing,
+        body,
+    })
+}
+
+/// Appends one line, up to and including its LF, to `out`; returns its length (0: EOF first).
+fn line(wire: &mut BufReader<Downlink<'_>>, out: &mut Vec<u8>) -> Result<usize, Failed> {
+    let mut bounded = wire.by_ref().take(MAX_LINE as u64);
+    match bounded.read_until(b'\n', out) {
+        Ok(n) => Ok(n),
+        Err(e) => Err(read_error(wire, &e)),
+    }
+}
+
+/// Appends exactly `len` body bytes to `out`; EOF first is a failure.
+fn body_bytes(
+    wire: &mut BufReader<Downlink<'_>>,
+    len: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), Failed> {
+    let mut left = len;
+    while left > 0 {
+        let available = match wire.fill_buf() {
+            Ok([]) => return Err(eof(wire)),
+            Ok(available) => available,
+            Err(e) => return Err(read_error(wire, &e)),
+        };
+        let n = available.len().min(left.try_into().unwrap_or(usize::MAX));
+        out.extend_from_slice(&available[..n]);
+        wire.consume(n);
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+/// The size of a chunk from its size line (`1a2b\r\n`, extensions allowed); `None` if garbled.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(line.strip_suffix(b"\r\n")?).ok()?;
+    let hex = text.split(';').next()?.trim();
+    u64::from_str_radix(hex, 16).ok()
+}
+
+fn eof(wire: &BufReader<Downlink<'_>>) -> Failed {
+    let read = wire.get_ref().read;
+    (Kind::Eof, format!("EOF after {read} response bytes"))
+}
+
+fn read_error(wire: &BufReader<Downlink<'_>>, e: &io::Error) -> Failed {
+    let read = wire.get_ref().read;
+    (
+        Kind::of(e),
+        format!("read after {read} response bytes: {e}"),
+    )
+}
+
+fn garbled(bytes: &[u8]) -> Failed {
+    let shown = &bytes[..bytes.len().min(200)];
+    (
+        Kind::Other,
+        format!("garbled response: {:?}", String::from_utf8_lossy(shown)),
+    )
+}
+
+/// Parses a response head: its status, whether the connection closes after it, and how its
+/// body is framed.
+fn parse_head(head: &[u8]) -> Result<(u16, bool, Framing), Failed> {
+    let text = std::str::from_utf8(head).map_err(|_| garbled(head))?;
     let mut lines = text.split("\r\n");
     let mut status_line = lines.next().unwrap_or("").splitn(3, ' ');
     let version = status_line.next().unwrap_or("");
     let status: u16 = status_line
         .next()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(garbled)?;
+        .ok_or_else(|| garbled(head))?;
     if !version.starts_with("HTTP/1.") {
-        return Err(garbled());
+        return Err(garbled(head));
     }
     let mut len = None;
+    let mut chunked = false;
     let mut connection = String::new();
     for line in lines {
-        let (name, value) = line.split_once(':').ok_or_else(garbled)?;
+        let (name, value) = line.split_once(':').ok_or_else(|| garbled(head))?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            len = Some(value.parse::<usize>().map_err(|_| garbled())?);
+            len = Some(value.parse::<u64>().map_err(|_| garbled(head))?);
         } else if name.eq_ignore_ascii_case("connection") {
             connection = value.to_ascii_lowercase();
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err((
-                Kind::Other,
-                format!("unexpected Transfer-Encoding: {value}"),
-            ));
+            // Only `chunked` alone is what lameduck (and HAProxy passing it on) may send.
+            if !value.eq_ignore_ascii_case("chunked") {
+                return Err((
+                    Kind::Other,
+                    format!("unexpected Transfer-Encoding: {value}"),
+                ));
+            }
+            chunked = true;
         }
     }
     let close = if version == "HTTP/1.0" {
@@ -1011,19 +1337,22 @@ fn parse_head(head: &[u8]) -> Result<(Response, Option<usize>), Failed> {
     } else {
         connection.split(',').any(|t| t.trim() == "close")
     };
-    if len.is_none() && !close {
-        return Err((
-            Kind::Other,
-            "keep-alive response without Content-Length".to_string(),
-        ));
-    }
-    let body = Vec::new();
-    Ok((
-        Response {
-            status,
-            close,
-            body,
-        },
-        len,
-    ))
+    let framing = match (chunked, len) {
+        (true, Some(_)) => {
+            return Err((
+                Kind::Other,
+                "both Transfer-Encoding and Content-Length".to_string(),
+            ));
+        }
+        (true, None) => Framing::Chunked,
+        (false, Some(len)) => Framing::Length(len),
+        (false, None) if close => Framing::UntilClose,
+        (false, None) => {
+            return Err((
+                Kind::Other,
+                "keep-alive response without Content-Length or chunked framing".to_string(),
+            ));
+        }
+    };
+    Ok((status, close, framing))
 }

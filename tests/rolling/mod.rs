@@ -7,14 +7,16 @@
 //! - `haproxy.cfg`: the HAProxy template (L4 `mode tcp` or L7 `mode http` with pooled server
 //!   connections, `/health` checks, no retries, no redispatch).
 //! - `pod.rs`: one server process (spawn on port 0, learn the port from its log, signal, reap).
-//! - `load.rs`: the busy keep-alive, new-connection, idle keep-alive, slow-request and upload
-//!   clients, and the rule for what a failure is (and what a connection closed between two
-//!   requests is).
+//! - `load.rs`: the busy keep-alive, new-connection, idle keep-alive, slow-request, upload and
+//!   download clients, and the rule for what a failure is (and what a connection closed between
+//!   two requests is).
 //! - `long.sh`: the long run (>= 10 restarts per run, both proxy modes, default and naive, a
 //!   results table).
 //!
 //! The server is `examples/slow_work.rs`: lameduck's server with a pool of worker threads behind
-//! `/sleep` and `/upload`, so that slow work and request bodies are in flight at every SIGTERM.
+//! `/sleep` and `/upload`, and large answers behind `/download` (streamed by a producer thread,
+//! sized or chunked) and `/blob` (one shared allocation), so that slow work, request bodies and
+//! response bodies are in flight at every SIGTERM.
 //!
 //! # The model
 //!
@@ -30,9 +32,11 @@
 //!    plain timer (this timer *is* the model of that lag, not a synchronisation guess) and then puts
 //!    the old slot into maintenance;
 //! 3. waits for the old process to exit by itself within the grace period (SIGKILL after it, like
-//!    the kubelet), recording exit code and stop time, and reads its `event=drain` line (when
-//!    DRAIN started, how many idle keep-alive connections it closed gently, how many answers were
-//!    still pending) and its `event=exit` line (requests finished after the signal, abandoned).
+//!    the kubelet), recording exit code and stop time, and reads its `event=announce` line (how
+//!    many response bodies it was writing when SIGTERM came), its `event=drain` line (when DRAIN
+//!    started, how many idle keep-alive connections it closed gently, how many answers were still
+//!    pending, how many response bodies were still being written) and its `event=exit` line
+//!    (requests finished after the signal, abandoned).
 //!
 //! Everything else is synchronised by reading state: the server's log line, HAProxy's `show stat`,
 //! the child's exit status, the clients' counters. Every wait has a deadline.
@@ -52,7 +56,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use haproxy::{Checks, Mode, find as find_haproxy};
 use haproxy::{Haproxy, SLOTS};
-pub use load::Kind;
+pub use load::{Kind, Shape};
 use load::{Load, LoadConfig, Outcome, PersistentCounts, Shot};
 use pod::{Exit, Pod};
 
@@ -75,8 +79,9 @@ const LOG_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RunConfig {
     /// Name in the report ("default", "naive", "http-default", ...).
     pub label: String,
-    /// The server program: takes the flags of `lameduck serve` and, if there are slow or upload
-    /// clients, serves `/sleep` and `/upload` (`examples/slow_work.rs`).
+    /// The server program: takes the flags of `lameduck serve` and, if there are slow, upload or
+    /// download clients, serves `/sleep`, `/upload`, `/download` and `/blob`
+    /// (`examples/slow_work.rs`).
     pub server: PathBuf,
     /// The haproxy binary.
     pub haproxy: PathBuf,
@@ -102,6 +107,8 @@ pub struct RunConfig {
     pub slow_clients: usize,
     /// Upload clients (`POST /upload`, back to back on one connection).
     pub upload_clients: usize,
+    /// Download clients (`GET /download` and `/blob`, back to back on one connection).
+    pub download_clients: usize,
     /// The idle clients' think time range; its top must exceed the lame-duck delay, or no
     /// connection is idle when DRAIN starts (see `load.rs`).
     pub think: (Duration, Duration),
@@ -175,6 +182,9 @@ pub struct Restart {
     /// before maintenance), and just after HAProxy reported MAINT.
     pub pooled_at_maint: (u64, u64),
     pub exit: Exit,
+    /// Response bodies the old process was writing when SIGTERM came (`writing=` of its
+    /// `event=announce` line, or of its `event=drain` line when DRAIN started at the signal).
+    pub writing_at_sigterm: Option<u64>,
     /// The old process's `event=drain` line, if it logged one.
     pub drain: Option<Drain>,
     /// The old process's `event=exit` line, if it logged one.
@@ -190,11 +200,14 @@ pub struct Drain {
     pub open: u64,
     /// Of those, idle keep-alive connections: each is half-closed at once.
     pub idle: u64,
-    /// Of those, connections in the middle of a request (its body still arriving, or its
-    /// answer pending): the drain waits for them.
+    /// Of those, connections in the middle of an exchange (a request body still arriving, an
+    /// answer pending, a response body being written): the drain waits for them.
     pub active: u64,
     /// Of the active ones, those whose handler still owed an answer.
     pub pending: u64,
+    /// Connections writing a response body (an answer given, not yet all on the wire): the
+    /// downloads the drain waits for.
+    pub writing: u64,
 }
 
 /// What the old process said when it exited.
@@ -218,9 +231,10 @@ pub struct Report {
     pub idle: PersistentCounts,
     pub slow: PersistentCounts,
     pub upload: PersistentCounts,
+    pub download: PersistentCounts,
+    /// The downloads answered in full, by shape.
+    pub downloads: BTreeMap<Shape, u64>,
     pub ok_newconn: u64,
-    /// Body bytes of the answered uploads.
-    pub upload_bytes: u64,
     pub failed: BTreeMap<Kind, u64>,
     /// The `non200` failures by status.
     pub statuses: BTreeMap<u16, u64>,
@@ -270,6 +284,7 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
             idle: cfg.idle_clients,
             slow: cfg.slow_clients,
             upload: cfg.upload_clients,
+            download: cfg.download_clients,
             think: cfg.think,
             seed: cfg.seed,
             aim: cfg.aim,
@@ -321,6 +336,13 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         let exit_line = current
             .log_line("event=exit", "event=exit", LOG_FLUSH_TIMEOUT)
             .map(|line| parse_exit(&line));
+        let announce = current.log_line("event=exit", "event=announce", LOG_FLUSH_TIMEOUT);
+        let writing_at_sigterm = match announce {
+            Some(line) => Some(count(&line, "writing")),
+            // With no lame-duck delay there is no announce line: DRAIN starts at the signal.
+            None if cfg.delay().is_zero() => drain.map(|d| d.writing),
+            None => None,
+        };
         restarts.push(Restart {
             index,
             old_pid: current.pid,
@@ -338,6 +360,7 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
                 .saturating_sub(before.response_errors),
             pooled_at_maint: (pooled_before, pooled_after),
             exit,
+            writing_at_sigterm,
             drain,
             exit_line,
         });
@@ -369,8 +392,11 @@ fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
         idle: stats.idle.snapshot(),
         slow: stats.slow.snapshot(),
         upload: stats.upload.snapshot(),
+        download: stats.download.snapshot(),
+        downloads: (Shape::ALL.iter())
+            .map(|&shape| (shape, stats.downloads[shape as usize].load(Relaxed)))
+            .collect(),
         ok_newconn: stats.ok_newconn.load(Relaxed),
-        upload_bytes: stats.upload_bytes.load(Relaxed),
         failed: Kind::ALL.iter().map(|&k| (k, stats.failed_of(k))).collect(),
         statuses: std::mem::take(&mut *stats.statuses.lock().unwrap_or_else(|p| p.into_inner())),
         proxy_errors,
@@ -414,8 +440,9 @@ fn count(line: &str, name: &str) -> u64 {
     field(line, name).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
-/// Reads `open=`, `idle=`, `active=`, `pending=` and `ts=` from an `event=drain` line; the timestamp becomes
-/// a time since the load's start (millisecond precision, like the log).
+/// Reads `open=`, `idle=`, `active=`, `pending=`, `writing=` and `ts=` from an `event=drain`
+/// line; the timestamp becomes a time since the load's start (millisecond precision, like the
+/// log).
 fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
     let at = field(line, "ts")
         .and_then(parse_rfc3339_millis)
@@ -426,6 +453,7 @@ fn parse_drain(line: &str, t0_wall: SystemTime) -> Drain {
         idle: count(line, "idle"),
         active: count(line, "active"),
         pending: count(line, "pending"),
+        writing: count(line, "writing"),
     }
 }
 
@@ -471,6 +499,10 @@ fn scratch_dir(label: &str) -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// One failure as a report line: `t=…s client kind detail`.
 fn write_failure(o: &mut String, f: &load::Failure) {
     let _ = writeln!(
@@ -490,12 +522,13 @@ impl Report {
     }
 
     /// The counters of every client kind that reuses its connection, with its name.
-    fn persistent(&self) -> [(&'static str, &PersistentCounts); 4] {
+    fn persistent(&self) -> [(&'static str, &PersistentCounts); 5] {
         [
             ("keep-alive", &self.keepalive),
             ("idle keep-alive", &self.idle),
             ("slow", &self.slow),
             ("upload", &self.upload),
+            ("download", &self.download),
         ]
     }
 
@@ -513,8 +546,31 @@ impl Report {
             .sum()
     }
 
-    /// Requests in flight (body arriving or answer pending) when the old processes' DRAIN
-    /// started: everything the drain waited for.
+    /// Response bodies being written when the old processes got SIGTERM: downloads in flight
+    /// across the signal, which ANNOUNCE or DRAIN had to finish.
+    pub fn writing_at_sigterm(&self) -> u64 {
+        self.restarts
+            .iter()
+            .filter_map(|r| r.writing_at_sigterm)
+            .sum()
+    }
+
+    /// Response bodies still being written when the old processes' DRAIN started: downloads
+    /// the drain waited for.
+    pub fn writing_at_drain(&self) -> u64 {
+        self.restarts
+            .iter()
+            .filter_map(|r| r.drain.map(|d| d.writing))
+            .sum()
+    }
+
+    /// Downloads answered in full of one shape.
+    pub fn downloads_of(&self, shape: Shape) -> u64 {
+        self.downloads.get(&shape).copied().unwrap_or(0)
+    }
+
+    /// Requests in flight (body arriving, answer pending, or body being written) when the old
+    /// processes' DRAIN started: everything the drain waited for.
     pub fn active_at_drain(&self) -> u64 {
         self.restarts
             .iter()
@@ -591,7 +647,7 @@ impl Report {
         let server = c.server.file_name().unwrap_or_default().to_string_lossy();
         let _ = writeln!(
             o,
-            "== rolling update [{}]: {server} behind HAProxy mode {}, {} restarts, --shutdown-delay {delay}, --grace-period {:?}, lag {:?}, checks inter {:?} fall {} rise {}, clients {} keep-alive + {} new-connection + {} idle keep-alive (think {:?}..{:?}) + {} slow ({}..{} ms) + {} upload ({}..{} bytes), seed {} ==",
+            "== rolling update [{}]: {server} behind HAProxy mode {}, {} restarts, --shutdown-delay {delay}, --grace-period {:?}, lag {:?}, checks inter {:?} fall {} rise {}, clients {} keep-alive + {} new-connection + {} idle keep-alive (think {:?}..{:?}) + {} slow ({}..{} ms) + {} upload ({}..{} bytes) + {} download ({}..{} bytes, or {}..{} paced at {} MiB/s one in {}, or the 8 MiB blob), seed {} ==",
             c.label,
             c.proxy.name(),
             c.restarts,
@@ -611,6 +667,13 @@ impl Report {
             c.upload_clients,
             load::UPLOAD_BYTES.0,
             load::UPLOAD_BYTES.1,
+            c.download_clients,
+            load::DOWNLOAD_BYTES.0,
+            load::DOWNLOAD_BYTES.1,
+            load::PACED_BYTES.0,
+            load::PACED_BYTES.1,
+            load::DOWNLINK >> 20,
+            load::PACED_ONE_IN,
             c.seed
         );
         let t0 = self
@@ -620,7 +683,7 @@ impl Report {
             .as_secs_f64();
         let _ = writeln!(
             o,
-            "requests: {} in {:.1}s (load start = unix {t0:.3}; keep-alive ok {} on {} connections, new-connection ok {}, idle keep-alive ok {} on {} connections, slow ok {} on {} connections, upload ok {} ({:.0} MiB) on {} connections)",
+            "requests: {} in {:.1}s (load start = unix {t0:.3}; keep-alive ok {} on {} connections, new-connection ok {}, idle keep-alive ok {} on {} connections, slow ok {} on {} connections, upload ok {} ({:.0} MiB) on {} connections, download ok {} ({}; {:.0} MiB) on {} connections)",
             self.requests(),
             self.duration.as_secs_f64(),
             self.keepalive.ok,
@@ -631,8 +694,15 @@ impl Report {
             self.slow.ok,
             self.slow.conns,
             self.upload.ok,
-            self.upload_bytes as f64 / (1024.0 * 1024.0),
-            self.upload.conns
+            mib(self.upload.bytes),
+            self.upload.conns,
+            self.download.ok,
+            (Shape::ALL.iter())
+                .map(|&shape| format!("{} {}", shape.name(), self.downloads_of(shape)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            mib(self.download.bytes),
+            self.download.conns
         );
         let kinds: Vec<String> = self
             .failed
@@ -671,10 +741,12 @@ impl Report {
         let (served_after, abandoned) = self.after_signal();
         let _ = writeln!(
             o,
-            "old processes: idle keep-alive connections closed by DRAIN {}; requests in flight at DRAIN (waited for) {}, of which answers pending {}; requests answered after SIGTERM {}; abandoned {}",
+            "old processes: response bodies being written at SIGTERM {}; idle keep-alive connections closed by DRAIN {}; requests in flight at DRAIN (waited for) {}, of which answers pending {} and response bodies being written {}; requests answered after SIGTERM {}; abandoned {}",
+            self.writing_at_sigterm(),
             self.idle_at_drain(),
             self.active_at_drain(),
             self.pending_at_drain(),
+            self.writing_at_drain(),
             served_after,
             abandoned
         );
@@ -696,18 +768,19 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>24} | {:>17} | {:>9} | {:>9} | {:>8}",
+            "{:>3} | {:>7} | {:>13} | {:>10} | {:>9} | {:>15} | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>32} | {:>17} | {:>9} | {:>9} | {:>8}",
             "#",
             "old pid",
             "ports old>new",
             "new UP in",
             "SIGTERM @",
+            "writing at TERM",
             "to old after TERM",
             "refused",
             "reused / resp err",
             "pooled at MAINT",
             "DRAIN @",
-            "idle/active/pending/open",
+            "idle/active/pending/writing/open",
             "served after TERM",
             "exit code",
             "stop time",
@@ -721,18 +794,23 @@ impl Report {
             let (drain_at, counts) = match r.drain {
                 Some(d) => (
                     d.at.map_or("?".to_string(), |a| format!("{:.3}s", a.as_secs_f64())),
-                    format!("{}/{}/{}/{}", d.idle, d.active, d.pending, d.open),
+                    format!(
+                        "{}/{}/{}/{}/{}",
+                        d.idle, d.active, d.pending, d.writing, d.open
+                    ),
                 ),
                 None => ("-".to_string(), "-".to_string()),
             };
             let _ = writeln!(
                 o,
-                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>24} | {:>17} | {:>9} | {:>8.2}s | {:>8}",
+                "{:>3} | {:>7} | {:>13} | {:>9.2}s | {:>8.2}s | {:>15} | {:>17} | {:>7} | {:>16} | {:>15} | {:>9} | {:>32} | {:>17} | {:>9} | {:>8.2}s | {:>8}",
                 r.index,
                 r.old_pid,
                 format!("{}>{}", r.old_port, r.new_port),
                 r.new_up_after.as_secs_f64(),
                 r.sigterm_at.as_secs_f64(),
+                r.writing_at_sigterm
+                    .map_or("-".to_string(), |w| w.to_string()),
                 r.sessions_after_sigterm,
                 r.connect_errors_after_sigterm,
                 format!(
@@ -952,6 +1030,9 @@ impl Report {
             .iter()
             .map(|(k, n)| format!("{}={n}", k.name()))
             .collect();
+        let downloads: Vec<String> = (Shape::ALL.iter())
+            .map(|&shape| format!("download_{}={}", shape.name(), self.downloads_of(shape)))
+            .collect();
         let statuses = self.statuses.iter().map(|(s, n)| format!("{s}:{n}"));
         let proxy_errors = (self.proxy_errors_by_cause().into_iter())
             .map(|(cause, n)| format!("{}:{n}", cause.replace(' ', "_")));
@@ -964,7 +1045,7 @@ impl Report {
         let pooled: u64 = self.restarts.iter().map(|r| r.pooled_at_maint.0).sum();
         let (served_after, abandoned) = self.after_signal();
         format!(
-            "RESULT label={} proxy={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} slow_ok={} upload_ok={} upload_mib={:.0} failures={} {} statuses={} proxy_errors={} closed_under_request={} closed_before_reuse={} reset_before_reuse={} idle_at_drain={} active_at_drain={} pending_at_drain={} served_after_signal={served_after} abandoned={abandoned} reused_after_sigterm={reuses} pooled_at_maint={pooled} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
+            "RESULT label={} proxy={} restarts={} shutdown_delay={} lag={:?} requests={} keepalive_ok={} newconn_ok={} idle_ok={} slow_ok={} upload_ok={} upload_mib={:.0} download_ok={} {} download_mib={:.0} failures={} {} statuses={} proxy_errors={} closed_under_request={} closed_before_reuse={} reset_before_reuse={} idle_at_drain={} active_at_drain={} pending_at_drain={} writing_at_sigterm={} writing_at_drain={} served_after_signal={served_after} abandoned={abandoned} reused_after_sigterm={reuses} pooled_at_maint={pooled} exit_codes={} stop_times_s={} duration_s={:.1} seed={}",
             self.config.label,
             self.config.proxy.name(),
             self.restarts.len(),
@@ -976,7 +1057,10 @@ impl Report {
             self.idle.ok,
             self.slow.ok,
             self.upload.ok,
-            self.upload_bytes as f64 / (1024.0 * 1024.0),
+            mib(self.upload.bytes),
+            self.download.ok,
+            downloads.join(" "),
+            mib(self.download.bytes),
             self.failures_total(),
             kinds.join(" "),
             list(statuses.collect()),
@@ -987,6 +1071,8 @@ impl Report {
             self.idle_at_drain(),
             self.active_at_drain(),
             self.pending_at_drain(),
+            self.writing_at_sigterm(),
+            self.writing_at_drain(),
             list(exits.collect()),
             list(stops.collect()),
             self.duration.as_secs_f64(),
