@@ -99,11 +99,11 @@ pub use config::{Command, Config, ConfigError, LiveConfig};
 pub use handler::{Call, Cancellation, Handler, Reply, handler_fn};
 pub use lifecycle::{Lifecycle, Phase, Stop};
 pub use pool::{Pool, PoolHandler};
+pub use server::{Outcome, Server};
+pub use stream::{BodyWriter, STREAM_HIGH_WATER};
 
 /// Where the phase log lines go: stderr (the default), nowhere, or a function of yours
 /// ([`set_sink`](logging::set_sink)).
 pub mod logging {
     pub use crate::log::{Level, Record, Sink, Value, set_sink};
 }
-pub use server::{Outcome, Server};
-pub use stream::{BodyWriter, STREAM_HIGH_WATER};
