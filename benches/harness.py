@@ -94,6 +94,28 @@ def log(*args):
 # ---------------------------------------------------------------------------------------------
 # The servers. argv(port) builds the command line; `stop` is the signal of its graceful stop.
 
+# GET /blob (large.py, slow_readers.py): every server answers BLOB_LEN bytes where byte i is
+# i % 251, and `?bytes=N` the first N. nginx reads them from files, one per size in BLOB_SIZES.
+BLOB_LEN = 8 * 1024 * 1024
+BLOB_SIZES = (1024 * 1024, BLOB_LEN)
+
+
+def blob_bytes(n):
+    """The first n bytes of the shared body every server's GET /blob answers."""
+    return (bytes(range(251)) * (n // 251 + 1))[:n]
+
+
+def blob_dir():
+    """nginx's /blob files, written once: blob-N holds the first N bytes of the body."""
+    d = TMP / "blob"
+    d.mkdir(parents=True, exist_ok=True)
+    for n in BLOB_SIZES:
+        f = d / f"blob-{n}"
+        if not f.exists() or f.stat().st_size != n:
+            f.write_bytes(blob_bytes(n))
+    return d
+
+
 def nginx_conf(port):
     """One worker, no master (so one PID holds all of the work and memory), no access log."""
     prefix = TMP / f"nginx-{port}"
@@ -102,6 +124,7 @@ def nginx_conf(port):
     conf = prefix / "nginx.conf"
     conf.write_text((BENCHES / "nginx/nginx.conf.in").read_text()
                     .replace("@PORT@", str(port)).replace("@PREFIX@", str(prefix))
+                    .replace("@BLOBDIR@", str(blob_dir()))
                     .replace("@CONNS@", str(MAX_CONNS))
                     .replace("@NOFILE@", str(resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
     return conf
