@@ -116,6 +116,32 @@ def blob_dir():
     return d
 
 
+class NoBlobRoute(RuntimeError):
+    """The server answers GET /blob 404: a lameduck build from before issue 15's routes."""
+
+
+def check_blob(port, sizes):
+    """Fails unless GET /blob?bytes=N answers 200 with the right N bytes for every N in sizes."""
+    for n in sizes:
+        status, body = get(port, f"/blob?bytes={n}", timeout=10)
+        if status == 404:
+            raise NoBlobRoute(f"GET /blob?bytes={n} answered 404: this build has no /blob route")
+        if status != 200 or body != blob_bytes(n):
+            raise RuntimeError(f"GET /blob?bytes={n} answered {status} with {len(body)} bytes "
+                               f"{'(wrong content)' if len(body) == n else ''}")
+
+
+def probe_ms(port, path, timeout=5.0):
+    """Milliseconds for `GET path` on a fresh connection to be answered in full: (ms, status),
+    or (None, the error's name) when it failed or took longer than `timeout` per step."""
+    t0 = time.perf_counter()
+    try:
+        status, _ = get(port, path, timeout=timeout)
+    except OSError as e:
+        return None, type(e).__name__
+    return (time.perf_counter() - t0) * 1000, status
+
+
 def nginx_conf(port):
     """One worker, no master (so one PID holds all of the work and memory), no access log."""
     prefix = TMP / f"nginx-{port}"
@@ -175,6 +201,21 @@ SERVERS = {
 }
 SERVER_NAMES = [s for s in os.environ.get("SERVERS", ",".join(SERVERS)).split(",") if s]
 
+# lameduck's side of the /blob runs (large.py, slow_readers.py) is examples/slow_work.rs, which
+# serves GET /blob from one shared allocation (issue 15); the `lameduck` binary has no such route.
+SLOW_WORK_BIN = os.environ.get("SLOW_WORK_BIN", str(ROOT / "target/release/examples/slow_work"))
+
+
+def blob_servers():
+    """The servers of the /blob runs: the peers above, and lameduck as examples/slow_work."""
+    specs = {"lameduck": dict(
+        argv=lambda p: lameduck_argv(SLOW_WORK_BIN, p), bin=SLOW_WORK_BIN, stop=signal.SIGTERM,
+        what="lameduck's examples/slow_work (mio, one thread; /blob one shared allocation), "
+             "--shutdown-delay 0")}
+    for name in ("floor", "hyper", "axum", "actix", "go-chi", "nginx"):
+        specs[name] = SERVERS[name]
+    return specs
+
 
 # ---------------------------------------------------------------------------------------------
 # /proc readers
@@ -222,7 +263,8 @@ def read_response(sock):
         if not chunk:
             raise ConnectionError("closed before the response head")
         buf += chunk
-    head, body = buf.split(b"\r\n\r\n", 1)
+    head, first = buf.split(b"\r\n\r\n", 1)
+    body = bytearray(first)  # grows in place: /blob bodies are megabytes
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
     length = 0
@@ -231,11 +273,11 @@ def read_response(sock):
         if k.strip().lower() == b"content-length":
             length = int(v.strip())
     while len(body) < length:
-        chunk = sock.recv(4096)
+        chunk = sock.recv(65536)
         if not chunk:
             raise ConnectionError("closed inside the body")
         body += chunk
-    return status, body
+    return status, bytes(body)
 
 
 def get(port, path, sock=None, timeout=2.0):
