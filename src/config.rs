@@ -37,8 +37,8 @@ pub const MAX_CONNS: usize = 1_000_000;
 /// to the handler whole); a bigger upload belongs to a streaming service, not this server.
 pub const MAX_BODY: u64 = 1024 * 1024 * 1024;
 
-/// Smallest `--buffer-budget`: 64 KiB, a few connections' worth of queued output. Below that a
-/// single large response would stop every other connection.
+/// Smallest `--buffer-budget`: 64 KiB, a few unfinished heads' worth. (It must also hold one
+/// whole request: `--max-body` + `--max-header-bytes`, checked by [`Config::validate`].)
 pub const MIN_BUFFER_BUDGET: usize = 64 * 1024;
 
 /// Largest `--buffer-budget`: 16 GiB. The budget exists to stay inside a memory limit; beyond
@@ -109,15 +109,18 @@ pub struct Config {
     /// operator waiting on a binary that will never come up. [`MIN_TIMEOUT`] to
     /// [`MAX_DURATION`].
     pub upgrade_timeout: Duration,
-    /// Bytes the server may hold in user space on behalf of all its clients together: queued
-    /// output and unfinished request heads. When it is spent, no connection starts a new
-    /// request until clients have read some of their output; requests wait in the kernel
-    /// meanwhile (TCP flow control makes their clients wait), so memory stops growing instead of
-    /// the pod being OOM-killed. Default 64 MiB: more than 10,000 connections' worth of queued
-    /// small responses (4 KiB each), so with small responses it does not bind before the
-    /// per-connection caps do; it binds when handlers return large responses to slow readers.
-    /// Set it, with `--max-conns`, from the container's memory limit (deploy/kubernetes.yaml
-    /// shows how). [`MIN_BUFFER_BUDGET`] to [`MAX_BUFFER_BUDGET`].
+    /// Bytes the server may hold in user space on behalf of all its clients together: unfinished
+    /// request heads, and request bodies being collected (each counted at its declared length,
+    /// or `--max-body` when chunked, from the moment it is admitted). A request that needs more
+    /// than is left waits in the kernel (TCP flow control makes its client wait), and is answered
+    /// 503 with `Retry-After` if the room does not come within `--header-timeout`; a request
+    /// that needs nothing buffered (a whole head without a body, `/health` above all) is answered
+    /// whatever the budget says. Output is not counted: it is bounded per connection
+    /// ([`OUTPUT_HIGH_WATER`](crate::conn::OUTPUT_HIGH_WATER)), and bodies are written from where
+    /// they live. Default 64 MiB: 64 uploads of the default `--max-body` at once. Must hold
+    /// `--max-body` + `--max-header-bytes`. Set it, with `--max-conns`, from the container's
+    /// memory limit (deploy/kubernetes.yaml shows how). [`MIN_BUFFER_BUDGET`] to
+    /// [`MAX_BUFFER_BUDGET`].
     pub buffer_budget: usize,
     /// Largest request body in bytes; larger is 413. Default 1 MiB; at most [`MAX_BODY`]
     /// (0 refuses every body).
@@ -181,6 +184,17 @@ impl Config {
                 "--max-uri-bytes {} is above --max-header-bytes {}: the request-target is part \
                  of the head",
                 self.max_uri_bytes, self.max_header_bytes
+            )));
+        }
+        // One request may hold a whole head and a whole body; if that cannot fit in the budget,
+        // an upload would wait for room that only it could free. Refused rather than stalled.
+        let one_request = (self.max_header_bytes as u64).saturating_add(self.max_body);
+        if one_request > self.buffer_budget as u64 {
+            return Err(ConfigError(format!(
+                "--max-body {} + --max-header-bytes {} = {one_request} does not fit in \
+                 --buffer-budget {}: one upload could never be taken (raise --buffer-budget or \
+                 lower --max-body)",
+                self.max_body, self.max_header_bytes, self.buffer_budget
             )));
         }
         // Checked although the bounds above keep the sum far from overflow: an overflow here
@@ -333,7 +347,7 @@ SERVE FLAGS (environment variable in brackets; flags win):
     --max-pending N           most requests waiting for a later answer (503 above) [LAMEDUCK_MAX_PENDING] (1024)
     --max-conns N             most open connections, 1 to 1000000 [LAMEDUCK_MAX_CONNS] (10000)
     --max-body BYTES          largest request body, at most 1073741824 [LAMEDUCK_MAX_BODY] (1048576)
-    --buffer-budget BYTES     user-space bytes held for all clients together, 65536 to 17179869184 [LAMEDUCK_BUFFER_BUDGET] (67108864)
+    --buffer-budget BYTES     bytes of heads and bodies held for all clients, 65536 to 17179869184 [LAMEDUCK_BUFFER_BUDGET] (67108864)
     --max-header-bytes BYTES  largest request head, 64 to 1048576 [LAMEDUCK_MAX_HEADER_BYTES] (12288)
     --max-uri-bytes BYTES     longest request-target, 1 to --max-header-bytes [LAMEDUCK_MAX_URI_BYTES] (8192)
     --backlog N               listen backlog, 1 to 2147483647 [LAMEDUCK_BACKLOG] (1024)

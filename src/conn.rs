@@ -33,7 +33,7 @@
 //! 160 bytes (measured with 10,000 open: 161 B each, `benches/compare.sh`), and why answering a
 //! request allocates nothing.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
@@ -42,12 +42,14 @@ use std::time::{Duration, Instant};
 use mio::Interest;
 use mio::net::TcpStream;
 
+use crate::codec::response::Source;
 use crate::codec::{
-    self, BodyDecoder, BodyFraming, Encoder, HeadLimits, Parse, Persistence, ProtocolError,
-    Request, Response, Version,
+    self, BodyDecoder, BodyFraming, Chunk, Encoder, Framing, HeadLimits, Parse, Persistence,
+    ProtocolError, Request, Response, Version,
 };
 use crate::config::Config;
 use crate::handler::{Call, Handler, Inbox, ReplyId, Shared};
+use crate::stream::{Next, Receiver, Wake};
 
 /// How long a half-closed connection keeps reading (and discarding) before it is closed.
 ///
@@ -75,6 +77,12 @@ pub const NEW_CONNECTION_DRAIN_GRACE: Duration = Duration::from_secs(1);
 /// The most a lingering connection discards per call; any size works, this just bounds one call.
 const LINGER_DISCARD_BYTES: usize = 64 * 1024;
 
+/// Bodies up to this size are copied into the encoded output with their head (one buffer, one
+/// `write`, and the constant answers cached whole, see [`Encoder`]); larger ones are written
+/// from where they live, after the head. A copy of a kilobyte costs less than a second `iovec`
+/// and a second pass through the kernel's copy loop.
+const INLINE_BODY_BYTES: u64 = 1024;
+
 /// What a connection needs from its byte stream: a mio `TcpStream` in the server; an in-memory
 /// stream in the fuzzer and the allocation test, which drive the whole state machine without a
 /// socket.
@@ -92,6 +100,11 @@ pub trait Transport: Write {
 
     /// Sends FIN: no more bytes from us, but keep reading.
     fn shutdown_write(&mut self) -> io::Result<()>;
+
+    /// Makes the coming close a reset (RST) instead of a FIN: the end of a response that failed
+    /// where only the end of the connection delimits it, so the client cannot take it as
+    /// complete.
+    fn reset(&mut self);
 }
 
 impl Transport for TcpStream {
@@ -105,6 +118,11 @@ impl Transport for TcpStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn reset(&mut self) {
+        // Best effort: if it fails, the close is a FIN, and the response is still short.
+        let _ = crate::sys::linger_zero(self.as_raw_fd());
     }
 }
 
@@ -198,10 +216,10 @@ pub struct Context<'a, H> {
     pub date: &'a [u8],
     /// The lifecycle phase.
     pub phase: Phase,
-    /// True while the bytes held for all connections together ([`Connection::buffered`]) are at
-    /// `--buffer-budget`: no connection starts a new request until clients have read some of
-    /// their output (or gone).
-    pub budget_full: bool,
+    /// What is left of `--buffer-budget` after the bytes held for all connections together
+    /// ([`Connection::buffered`]). A request that needs more than this waits in the kernel; a
+    /// request that needs nothing buffered is answered whatever it says.
+    pub budget_room: usize,
     pub limits: &'a Limits,
     pub handler: &'a mut H,
     /// Where replies to requests answered later arrive (see [`crate::handler`]).
@@ -239,13 +257,78 @@ impl From<&Config> for Limits {
     }
 }
 
+/// What the connection is doing with its current request: the request being read, or the
+/// response being written, lives in the variant, so no two can be half-true at once (after
+/// hyper's `Reading::Body(Decoder)` / `Writing::Body(Encoder)`).
+#[derive(Debug)]
+enum Exchange {
+    /// Between requests, or reading a head: requests are parsed from the input.
+    Heads,
+    /// A request whose body is still arriving.
+    Upload(Box<Upload>),
+    /// A request whose handler took the reply and has not answered yet.
+    Handler(Box<Awaiting>),
+    /// A response whose body is being written (its head is in the queue, or gone).
+    Body(Box<Outgoing>),
+}
+
 /// A request whose body is still arriving: its head, copied (the shared input buffer moves on),
-/// and the body so far, de-chunked. Both count against the budget.
+/// and the body so far, de-chunked. It counts against the budget at what it may grow to
+/// (`reserved`), from the moment it is admitted, so that it never waits for room mid-body.
 #[derive(Debug)]
 struct Upload {
     head: Vec<u8>,
     body: Vec<u8>,
+    /// The most `body` may hold: the declared length, or `--max-body` for a chunked body.
+    /// `body`'s capacity never grows past it (see [`Upload::make_room`]).
+    reserved: usize,
     decoder: BodyDecoder,
+}
+
+impl Upload {
+    /// Bytes counted against the budget: the head, and the body at its most.
+    fn held(&self) -> usize {
+        self.head.len() + self.reserved
+    }
+
+    /// Grows `body` so that `incoming` more bytes fit without a reallocation of its own: by
+    /// doubling, as `Vec` does, but never past `reserved`, so the capacity the allocator hands
+    /// out stays within what the budget counted.
+    fn make_room(&mut self, incoming: usize) {
+        let want = (self.body.len() + incoming).min(self.reserved);
+        if want > self.body.capacity() {
+            let grown = (self.body.capacity() * 2).clamp(want, self.reserved.max(want));
+            self.body.reserve_exact(grown - self.body.len());
+        }
+    }
+}
+
+/// A response body on its way out, after its head: written from where it lives (see
+/// [`Body`](crate::Body)), never copied into the connection's queue.
+#[derive(Debug)]
+struct Outgoing {
+    /// The bytes being written now: the whole body, or the current piece of a stream.
+    chunk: Chunk,
+    /// How much of `chunk` the socket has taken.
+    offset: usize,
+    /// Where the next pieces come from, for a streamed body.
+    stream: Option<Streamed>,
+}
+
+/// The receiving end of a streamed body, and how its pieces are framed.
+#[derive(Debug)]
+struct Streamed {
+    receiver: Receiver,
+    framing: Framing,
+    /// Names the stream in the wake-ups its producer posts (slab indices are reused).
+    serial: u64,
+}
+
+impl Outgoing {
+    /// The part of the body the socket has not taken yet.
+    fn rest(&self) -> &[u8] {
+        &self.chunk.as_bytes()[self.offset..]
+    }
 }
 
 /// A request whose handler took the reply: what its answer needs when it comes.
@@ -255,11 +338,48 @@ struct Awaiting {
     shared: Arc<Shared>,
     /// When the handler took the reply (for `--handler-timeout`).
     since: Instant,
+    to: Recipient,
+}
+
+/// What a response must suit about the request it answers.
+#[derive(Clone, Copy, Debug)]
+struct Recipient {
+    /// A HEAD: the head only.
     head_only: bool,
+    /// The client's HTTP version: how a body of unknown length is framed.
+    version: Version,
     /// The client's side of persistence (its version and `Connection` header); the server's is
     /// decided when the answer is written.
     keep_alive: bool,
-    version: Version,
+}
+
+impl Recipient {
+    /// The last answer on a connection, to a request that may not have parsed.
+    fn closing_after(head_only: bool) -> Recipient {
+        Recipient {
+            head_only,
+            version: Version::Http11,
+            keep_alive: false,
+        }
+    }
+
+    /// The same client, but this answer ends the connection.
+    fn closing(self) -> Recipient {
+        Recipient {
+            keep_alive: false,
+            ..self
+        }
+    }
+
+    /// What the `Connection` header of a response written now must say: keep-alive only if the
+    /// client allows it and the server is still serving.
+    fn persistence(self, phase: Phase) -> Persistence {
+        if self.keep_alive && phase.keep_alive() {
+            Persistence::KeepAlive(self.version)
+        } else {
+            Persistence::Close
+        }
+    }
 }
 
 /// Why [`Connection::process`] stopped answering requests.
@@ -270,8 +390,12 @@ enum Stop {
     NeedInput,
     /// The output queue reached [`OUTPUT_HIGH_WATER`]: wait until the client reads.
     OutputFull,
-    /// The server-wide budget is spent: wait until it has room (the server drives us again).
+    /// The next request needs buffered memory (an unfinished head to hold, a body to collect)
+    /// and the server-wide budget has no room for it: it waits in the kernel until there is
+    /// (the server drives us again).
     Budget,
+    /// A response body is being written: the next request waits until it is out.
+    Writing,
     /// The last response is queued (the state is `Closing`): nothing more is read.
     Closed,
     /// The handler will answer later: later requests wait their turn (in the kernel).
@@ -285,12 +409,10 @@ pub struct Connection<S = TcpStream> {
     /// The start of a request head whose rest has not arrived, taken out of the kernel (see
     /// [`Connection::hold`]). At most `--max-header-bytes`.
     carry: Vec<u8>,
-    /// Encoded output the socket has not taken yet, in order.
+    /// Encoded output the socket has not taken yet, in order. A body being written goes after it.
     unsent: Vec<u8>,
-    /// The current request, while its body arrives.
-    upload: Option<Box<Upload>>,
-    /// The current request, while its handler works on it elsewhere.
-    awaiting: Option<Box<Awaiting>>,
+    /// The current request or response, with what it needs.
+    exchange: Exchange,
     /// When the connection was accepted (drain closes long-silent new connections).
     accepted: Instant,
     /// When the current wait on the client began: accept, the first byte of the current head,
@@ -323,8 +445,7 @@ impl<S: Transport> Connection<S> {
             state: State::New,
             carry: Vec::new(),
             unsent: Vec::new(),
-            upload: None,
-            awaiting: None,
+            exchange: Exchange::Heads,
             accepted: now,
             since: now,
             write_since: now,
@@ -349,24 +470,50 @@ impl<S: Transport> Connection<S> {
         self.served
     }
 
-    /// Bytes this connection holds in user space on behalf of its client: the output it has
-    /// queued and an unfinished head. (Whole requests wait in the kernel; see the module docs.)
-    /// The server adds these up into its budget.
+    /// Bytes this connection holds against the server-wide budget on behalf of its client: an
+    /// unfinished head, and an upload at the most it may grow to. (Whole requests wait in the
+    /// kernel, and output is bounded per connection by [`OUTPUT_HIGH_WATER`]; see the module
+    /// docs.)
     pub fn buffered(&self) -> usize {
-        // An upload's body grows by doubling: count what it has allocated, not what it holds.
-        let upload = (self.upload.as_ref()).map_or(0, |u| u.head.capacity() + u.body.capacity());
-        self.unsent.len() + self.carry.len() + upload
+        let upload = match &self.exchange {
+            Exchange::Upload(upload) => upload.held(),
+            _ => 0,
+        };
+        self.carry.len() + upload
+    }
+
+    /// What the server books against its budget for this connection: the bytes it holds
+    /// ([`Connection::buffered`]), and whether its next request waits for room.
+    pub fn held(&self) -> (usize, bool) {
+        (self.buffered(), self.waiting_for_budget)
     }
 
     /// Whether a handler has taken this connection's reply and not answered yet.
     pub fn awaiting(&self) -> bool {
-        self.awaiting.is_some()
+        matches!(self.exchange, Exchange::Handler(_))
+    }
+
+    /// Whether a response body is being written (an answer given, not yet delivered).
+    pub fn writing(&self) -> bool {
+        matches!(self.exchange, Exchange::Body(_))
+    }
+
+    /// Whether bytes are ready for the socket: queued output, or the rest of a body's piece.
+    fn has_output(&self) -> bool {
+        !self.unsent.is_empty()
+            || matches!(&self.exchange, Exchange::Body(body) if !body.rest().is_empty())
+    }
+
+    /// Whether a response is still on its way out: queued bytes, or a body not yet complete.
+    fn output_pending(&self) -> bool {
+        !self.unsent.is_empty() || self.writing()
     }
 
     /// When the current wait times out, derived from the state in this one place:
     ///
-    /// - output the client is not taking: `--idle-timeout` from its last progress (a client
-    ///   pausing to process a burst of pipelined responses is not a slowloris);
+    /// - output the client is not taking, or a streamed body its producer is not giving:
+    ///   `--idle-timeout` from the last progress of either (a client pausing to process a burst
+    ///   of pipelined responses is not a slowloris);
     /// - `New` / `Active`: `--header-timeout` from the head's first byte (or from the accept, or
     ///   from the last body bytes): the slowloris defence;
     /// - `Idle`: `--idle-timeout` from the last response;
@@ -375,7 +522,7 @@ impl<S: Transport> Connection<S> {
     ///   the latest.
     pub fn deadline(&self, limits: &Limits) -> Instant {
         let write = self.write_since + limits.idle_timeout;
-        if let Some(awaiting) = &self.awaiting {
+        if let Exchange::Handler(awaiting) = &self.exchange {
             let handler = awaiting.since + limits.handler_timeout;
             return if self.unsent.is_empty() {
                 handler
@@ -385,7 +532,7 @@ impl<S: Transport> Connection<S> {
         }
         match self.state {
             State::Lingering => self.since + LINGER_TIMEOUT,
-            _ if !self.unsent.is_empty() => write,
+            _ if self.output_pending() => write,
             State::New | State::Active => self.since + limits.header_timeout,
             State::Idle | State::Closing => self.since + limits.idle_timeout,
         }
@@ -396,7 +543,7 @@ impl<S: Transport> Connection<S> {
     pub fn interest(&self) -> Interest {
         match self.state {
             State::Lingering => Interest::READABLE,
-            _ if !self.unsent.is_empty() => Interest::READABLE | Interest::WRITABLE,
+            _ if self.has_output() => Interest::READABLE | Interest::WRITABLE,
             _ => Interest::READABLE,
         }
     }
@@ -480,7 +627,7 @@ impl<S: Transport> Connection<S> {
     where
         H: Handler,
     {
-        (self.waiting_for_budget && !ctx.budget_full).then(|| self.on_ready(scratch, ctx, false))
+        (self.waiting_for_budget && ctx.budget_room > 0).then(|| self.on_ready(scratch, ctx, false))
     }
 
     fn drive<H>(&mut self, scratch: &mut Scratch, ctx: &mut Context<'_, H>) -> io::Result<()>
@@ -490,9 +637,9 @@ impl<S: Transport> Connection<S> {
         if self.state == State::Lingering {
             return self.discard_input();
         }
-        self.flush_unsent(ctx.now)?;
+        self.write_out(&mut scratch.output, ctx)?;
         self.waiting_for_budget = false;
-        if self.awaiting.is_some() {
+        if matches!(self.exchange, Exchange::Handler(_) | Exchange::Body(_)) {
             return self.watch_for_departure();
         }
 
@@ -518,8 +665,8 @@ impl<S: Transport> Connection<S> {
             let stop = loop {
                 let (n, stop) = self.process(&input[used..view], output, ctx);
                 used += n;
-                self.write_out(output, ctx.now)?;
-                if stop != Stop::OutputFull || !self.unsent.is_empty() {
+                self.write_out(output, ctx)?;
+                if !matches!(stop, Stop::OutputFull | Stop::Writing) || self.output_pending() {
                     break stop;
                 }
             };
@@ -539,6 +686,7 @@ impl<S: Transport> Connection<S> {
                 // Otherwise the socket holds nothing more now; edge-triggered polling reports
                 // the next byte that arrives.
                 Stop::NeedInput | Stop::OutputFull | Stop::Closed | Stop::Awaiting => break,
+                Stop::Writing => break,
                 Stop::Budget => {
                     self.waiting_for_budget = true;
                     break;
@@ -603,31 +751,33 @@ impl<S: Transport> Connection<S> {
             if self.state == State::Closing {
                 return (at, Stop::Closed);
             }
-            if self.awaiting.is_some() {
-                return (at, Stop::Awaiting);
-            }
-            if let Some(upload) = &mut self.upload {
-                if ctx.budget_full {
-                    // The rest of the body waits in the kernel until the budget has room.
-                    return (at, Stop::Budget);
-                }
-                match upload
-                    .decoder
-                    .decode_into(&input[at..], Some(&mut upload.body))
-                {
+            let upload = match &mut self.exchange {
+                Exchange::Heads => None,
+                Exchange::Upload(upload) => Some(upload),
+                Exchange::Handler(_) => return (at, Stop::Awaiting),
+                Exchange::Body(_) => return (at, Stop::Writing),
+            };
+            if let Some(upload) = upload {
+                // Admitted with room for all of it: an upload never waits for the budget.
+                let input = &input[at..];
+                upload.make_room(input.len());
+                match upload.decoder.decode_into(input, Some(&mut upload.body)) {
                     Err(e) => {
                         let head_only = upload.head.starts_with(b"HEAD ");
-                        self.fail(e, head_only, out, ctx.date);
+                        self.fail(e, head_only, out, ctx);
                     }
                     Ok(progress) => {
                         at += progress.consumed;
-                        if progress.consumed > 0 {
+                        // Body bytes renew the header clock; trailer lines do not, so a
+                        // request cannot hold its connection (and a drain) line by line.
+                        if progress.consumed > 0 && !upload.decoder.in_trailers() {
                             self.since = ctx.now;
                         }
                         if !progress.done {
                             return (at, Stop::NeedInput);
                         }
-                        if let Some(upload) = self.upload.take() {
+                        let upload = std::mem::replace(&mut self.exchange, Exchange::Heads);
+                        if let Exchange::Upload(upload) = upload {
                             self.dispatch_upload(&upload, out, ctx);
                         }
                     }
@@ -650,9 +800,6 @@ impl<S: Transport> Connection<S> {
             if out.bytes.len() + self.unsent.len() >= OUTPUT_HIGH_WATER {
                 return (at, Stop::OutputFull);
             }
-            if ctx.budget_full {
-                return (at, Stop::Budget);
-            }
             if matches!(self.state, State::New | State::Idle) {
                 // The first byte of a request starts its header-read clock.
                 self.state = State::Active;
@@ -660,14 +807,24 @@ impl<S: Transport> Connection<S> {
             }
             let mut slots = codec::header_slots();
             match codec::parse(rest, &mut slots, &ctx.limits.head) {
+                // An unfinished head is held (copied out of the kernel) only if the budget has
+                // room for it; otherwise it waits where it is.
+                Parse::Partial
+                    if rest.len() - self.carry.len().min(rest.len()) > ctx.budget_room =>
+                {
+                    return (at, Stop::Budget);
+                }
                 Parse::Partial => {
                     self.partial_is_head = rest.starts_with(b"HEAD ");
                     return (at, Stop::NeedInput);
                 }
-                Parse::Error(e) => self.fail(e, rest.starts_with(b"HEAD "), out, ctx.date),
+                Parse::Error(e) => self.fail(e, rest.starts_with(b"HEAD "), out, ctx),
                 Parse::Complete { request, head_len } => {
                     let (head, after_head) = rest.split_at(head_len);
-                    at += self.answer(request, head, after_head, out, ctx);
+                    match self.answer(request, head, after_head, out, ctx) {
+                        Some(used) => at += used,
+                        None => return (at, Stop::Budget),
+                    }
                 }
             }
         }
@@ -676,7 +833,8 @@ impl<S: Transport> Connection<S> {
     /// Takes one parsed request towards its handler: at once when it has no body, or its whole
     /// `Content-Length` body is already in `after_head` (handed over in place, no copy);
     /// otherwise once the body has arrived (see [`Upload`]). Returns the bytes used: the head,
-    /// and the body if it was in view.
+    /// and the body if it was in view; `None` when the body must be collected and the budget
+    /// has no room for all of it yet (the request then waits in the kernel, untouched).
     fn answer<H>(
         &mut self,
         request: Request<'_>,
@@ -684,7 +842,7 @@ impl<S: Transport> Connection<S> {
         after_head: &[u8],
         out: &mut Encoder,
         ctx: &mut Context<'_, H>,
-    ) -> usize
+    ) -> Option<usize>
     where
         H: Handler,
     {
@@ -693,33 +851,43 @@ impl<S: Transport> Connection<S> {
         let decoder = match BodyDecoder::new(request.framing, ctx.limits.max_body) {
             Ok(decoder) => decoder,
             Err(e) => {
-                self.fail(e, request.method == "HEAD", out, ctx.date);
-                return head.len();
+                self.fail(e, request.method == "HEAD", out, ctx);
+                return Some(head.len());
             }
         };
-        // The clock for the next head (or this body) starts now.
-        self.since = ctx.now;
         let Some(decoder) = decoder else {
+            self.since = ctx.now;
             self.dispatch(&request, out, ctx);
-            return head.len();
+            return Some(head.len());
         };
-        if let BodyFraming::Length(len) = request.framing {
-            if let Some(body) = after_head.get(..len as usize) {
-                self.dispatch(&Request { body, ..request }, out, ctx);
-                return head.len() + body.len();
+        let reserved = match request.framing {
+            BodyFraming::Length(len) => {
+                if let Some(body) = after_head.get(..len as usize) {
+                    self.since = ctx.now;
+                    self.dispatch(&Request { body, ..request }, out, ctx);
+                    return Some(head.len() + body.len());
+                }
+                len as usize
             }
+            _ => ctx.limits.max_body as usize,
+        };
+        if head.len() + reserved > ctx.budget_room {
+            return None;
         }
+        // The clock for the body starts now.
+        self.since = ctx.now;
         if request.expect_continue && request.version == Version::Http11 {
             out.bytes.extend_from_slice(codec::response::CONTINUE);
         }
         let mut copy = Vec::new();
         queue(&mut copy, head);
-        self.upload = Some(Box::new(Upload {
+        self.exchange = Exchange::Upload(Box::new(Upload {
             head: copy,
             body: Vec::new(),
+            reserved,
             decoder,
         }));
-        head.len()
+        Some(head.len())
     }
 
     /// The body of an [`Upload`] is complete: parse its head again (it parsed before, so it
@@ -736,7 +904,7 @@ impl<S: Transport> Connection<S> {
             }
             Parse::Partial | Parse::Error(_) => {
                 let error = ProtocolError::Malformed("request head changed");
-                self.fail(error, upload.head.starts_with(b"HEAD "), out, ctx.date);
+                self.fail(error, upload.head.starts_with(b"HEAD "), out, ctx);
             }
         }
     }
@@ -761,35 +929,37 @@ impl<S: Transport> Connection<S> {
             taken: &mut taken,
         };
         let answer = ctx.handler.call(request, call);
-        let persistence = persistence(request.keep_alive, request.version, ctx.phase);
+        let to = Recipient {
+            head_only,
+            version: request.version,
+            keep_alive: request.keep_alive,
+        };
         match (answer, taken) {
             (Some(response), taken) => {
                 // Answered now: a reply taken as well is no longer waited for.
                 if let Some(shared) = taken {
                     shared.cancel();
                 }
-                self.respond(&response, head_only, persistence, out, ctx.date);
+                self.respond(response, to, out, ctx);
             }
             (None, Some(shared)) if shared.is_cancelled() => {
                 // Over --max-pending: the handle was cancelled from the start.
                 let response = Response::text(503, "too many requests in flight\n")
                     .with_header("Retry-After", "1");
-                self.respond(&response, head_only, Persistence::Close, out, ctx.date);
+                self.respond(response, to.closing(), out, ctx);
             }
             (None, Some(shared)) => {
-                self.awaiting = Some(Box::new(Awaiting {
+                self.exchange = Exchange::Handler(Box::new(Awaiting {
                     serial,
                     shared,
                     since: ctx.now,
-                    head_only,
-                    keep_alive: request.keep_alive,
-                    version: request.version,
+                    to,
                 }));
             }
             (None, None) => {
                 // A handler bug: it neither answered nor kept the reply.
                 let response = Response::text(500, "no response\n");
-                self.respond(&response, head_only, Persistence::Close, out, ctx.date);
+                self.respond(response, to.closing(), out, ctx);
             }
         }
     }
@@ -808,28 +978,47 @@ impl<S: Transport> Connection<S> {
     where
         H: Handler,
     {
-        if self.awaiting.as_ref().is_none_or(|a| a.serial != serial) {
+        if !matches!(&self.exchange, Exchange::Handler(a) if a.serial == serial) {
             return None;
         }
-        let awaiting = self.awaiting.take()?;
-        let (response, persistence) = match response {
-            Some(response) => {
-                let persistence = persistence(awaiting.keep_alive, awaiting.version, ctx.phase);
-                (response, persistence)
-            }
-            None => (Response::text(500, "no response\n"), Persistence::Close),
+        let Exchange::Handler(awaiting) = std::mem::replace(&mut self.exchange, Exchange::Heads)
+        else {
+            return None;
+        };
+        let (response, to) = match response {
+            Some(response) => (response, awaiting.to),
+            None => (Response::text(500, "no response\n"), awaiting.to.closing()),
         };
         let out = &mut scratch.output;
-        self.respond(&response, awaiting.head_only, persistence, out, ctx.date);
-        if self.write_out(out, ctx.now).is_err() {
+        self.respond(response, to, out, ctx);
+        if self.write_out(out, ctx).is_err() {
             return Some(Verdict::Close);
         }
         Some(self.on_ready(scratch, ctx, false))
     }
 
-    /// While a handler works, the connection reads nothing (later requests wait their turn in
-    /// the kernel), but it still notices its client leaving: a reset, or an EOF. Like Go's
-    /// `net/http`, an EOF here is taken as the client giving up, and the reply is cancelled.
+    /// The streamed body `serial` has a piece (or its end) ready: write on. `None` when this
+    /// connection is no longer writing that body.
+    pub fn on_stream<H>(
+        &mut self,
+        serial: u64,
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_, H>,
+    ) -> Option<Verdict>
+    where
+        H: Handler,
+    {
+        let current = match &self.exchange {
+            Exchange::Body(body) => body.stream.as_ref().is_some_and(|s| s.serial == serial),
+            _ => false,
+        };
+        current.then(|| self.on_ready(scratch, ctx, false))
+    }
+
+    /// While a handler works, or a body is written, the connection reads nothing (later
+    /// requests wait their turn in the kernel), but it still notices its client leaving: a
+    /// reset, or an EOF. Like Go's `net/http`, an EOF while a handler works is taken as the
+    /// client giving up, and the reply is cancelled.
     fn watch_for_departure(&mut self) -> io::Result<()> {
         let mut byte = [0u8; 1];
         match self.stream.peek(&mut byte) {
@@ -850,65 +1039,192 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    fn respond(
+    /// Encodes a response to `to`: its head into `out` (with the body, when it is small or not
+    /// sent at all), and a larger or streamed body as the [`Outgoing`] body, written from where
+    /// it lives after the head. Persistence is decided here, when the response is written.
+    fn respond<H>(
         &mut self,
-        response: &Response,
-        head_only: bool,
-        persistence: Persistence,
+        mut response: Response,
+        to: Recipient,
         out: &mut Encoder,
-        date: &[u8],
+        ctx: &mut Context<'_, H>,
     ) {
-        out.encode(response, head_only, persistence, date);
+        let mut persistence = to.persistence(ctx.phase);
+        if !(200..=599).contains(&response.status()) {
+            // A final answer is 2xx to 5xx (RFC 9110 §15): a 1xx would leave the client waiting
+            // for the real one and shift every later response by one. The handler's bug, the
+            // client's 500.
+            crate::log::event(
+                crate::log::Level::Warn,
+                "handler_error",
+                &[
+                    ("reason", "not_a_final_status".into()),
+                    ("status", u64::from(response.status()).into()),
+                ],
+            );
+            response = Response::text(500, "the handler answered with no final status\n");
+            persistence = Persistence::Close;
+        }
+        let framing = response.framing(to.version);
+        if framing == Framing::UntilClose {
+            persistence = Persistence::Close;
+        }
         self.served += 1;
         if persistence == Persistence::Close {
             self.state = State::Closing;
         }
+        let inline = response.body().len() <= Some(INLINE_BODY_BYTES);
+        if to.head_only || inline {
+            // A HEAD's stream, dropped with the response, tells its producer nobody listens.
+            return match framing {
+                Framing::Chunked | Framing::UntilClose => {
+                    codec::encode_head(&mut out.bytes, &response, framing, persistence, ctx.date)
+                }
+                _ => out.encode(&response, to.head_only, persistence, ctx.date),
+            };
+        }
+        codec::encode_head(&mut out.bytes, &response, framing, persistence, ctx.date);
+        let (chunk, stream) = match response.take_body().into_source() {
+            Source::Bytes(chunk) => (chunk, None),
+            Source::Stream(receiver) => {
+                let serial = *ctx.serial;
+                *ctx.serial += 1;
+                let stream = Streamed {
+                    receiver,
+                    framing,
+                    serial,
+                };
+                (Chunk::from(&b""[..]), Some(stream))
+            }
+        };
+        self.exchange = Exchange::Body(Box::new(Outgoing {
+            chunk,
+            offset: 0,
+            stream,
+        }));
     }
 
     /// Answers a protocol error and ends the connection after it.
     ///
     /// An error answer to HEAD has no content either (RFC 9110 §9.3.2): the client reads none,
     /// so content would be taken for the start of the next response.
-    fn fail(&mut self, error: ProtocolError, head_only: bool, out: &mut Encoder, date: &[u8]) {
-        self.upload = None;
+    fn fail<H>(
+        &mut self,
+        error: ProtocolError,
+        head_only: bool,
+        out: &mut Encoder,
+        ctx: &mut Context<'_, H>,
+    ) {
+        self.exchange = Exchange::Heads;
         let response = Response::text(error.status(), format!("{error}\n"));
-        self.respond(&response, head_only, Persistence::Close, out, date);
+        self.respond(response, Recipient::closing_after(head_only), out, ctx);
     }
 
-    /// Writes `out` (after anything already queued), keeping what the socket does not take.
-    fn write_out(&mut self, out: &mut Encoder, now: Instant) -> io::Result<()> {
-        if out.bytes.is_empty() {
-            return Ok(());
-        }
-        let result = if self.unsent.is_empty() {
-            write_some(&mut self.stream, &out.bytes).map(|written| {
-                if written < out.bytes.len() {
-                    queue(&mut self.unsent, &out.bytes[written..]);
-                    self.write_since = now;
-                }
-            })
-        } else {
-            queue(&mut self.unsent, &out.bytes);
-            self.flush_unsent(now)
+    /// Writes what is queued, then `fresh` (encoded this turn), then the body being written, as
+    /// far as the socket takes them, in one `writev` per round; keeps what is left of `fresh`
+    /// in the queue. The body is never copied: its rest waits for the next writable event.
+    /// An error ends the connection: the client left, or a streamed body failed.
+    fn write_out<H>(&mut self, fresh: &mut Encoder, ctx: &Context<'_, H>) -> io::Result<()> {
+        let mut fresh_at = 0;
+        let result = loop {
+            if let Err(e) = self.next_piece(ctx) {
+                break Err(e);
+            }
+            let body = match &self.exchange {
+                Exchange::Body(body) => body.rest(),
+                _ => &[],
+            };
+            let parts = [
+                IoSlice::new(&self.unsent),
+                IoSlice::new(&fresh.bytes[fresh_at..]),
+                IoSlice::new(body),
+            ];
+            let total = parts.iter().map(|part| part.len()).sum::<usize>();
+            if total == 0 {
+                break Ok(());
+            }
+            let mut written = match self.stream.write_vectored(&parts) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            self.write_since = ctx.now;
+            let from_queue = written.min(self.unsent.len());
+            self.unsent.drain(..from_queue);
+            written -= from_queue;
+            let from_fresh = written.min(fresh.bytes.len() - fresh_at);
+            fresh_at += from_fresh;
+            written -= from_fresh;
+            if let Exchange::Body(body) = &mut self.exchange {
+                body.offset += written;
+            }
         };
-        out.clear();
+        queue(&mut self.unsent, &fresh.bytes[fresh_at..]);
+        fresh.clear();
+        if self.unsent.is_empty() {
+            // Release the queue: a burst must not leave its capacity behind.
+            self.unsent = Vec::new();
+        }
         result
     }
 
-    /// Writes queued output. Every bit of progress renews the stalled-client deadline.
-    fn flush_unsent(&mut self, now: Instant) -> io::Result<()> {
-        if self.unsent.is_empty() {
+    /// When the body's current piece is written: for a stream, takes the next piece (with its
+    /// chunk framing in the queue), and ends the body when the producer has; otherwise the body
+    /// is complete. A failed stream ends the response visibly: a chunked body never gets its
+    /// last chunk, a sized one never reaches its length, and a close-delimited one (to an
+    /// HTTP/1.0 client) ends with a reset rather than a FIN that would look like its end.
+    fn next_piece<H>(&mut self, ctx: &Context<'_, H>) -> io::Result<()> {
+        let Exchange::Body(body) = &mut self.exchange else {
+            return Ok(());
+        };
+        if !body.rest().is_empty() {
             return Ok(());
         }
-        let written = write_some(&mut self.stream, &self.unsent)?;
-        if written == self.unsent.len() {
-            // Release the queue: a large response must not leave its capacity behind.
-            self.unsent = Vec::new();
-        } else {
-            self.unsent.drain(..written);
+        let Some(stream) = &body.stream else {
+            self.exchange = Exchange::Heads;
+            return Ok(());
+        };
+        let chunked = stream.framing == Framing::Chunked;
+        if chunked && !body.chunk.as_bytes().is_empty() {
+            // The CRLF that ends a chunk's data (RFC 9112 §7.1).
+            self.unsent.extend_from_slice(b"\r\n");
         }
-        if written > 0 {
-            self.write_since = now;
+        body.chunk = Chunk::from(&b""[..]);
+        body.offset = 0;
+        let id = ReplyId {
+            index: ctx.index,
+            serial: stream.serial,
+        };
+        let wake = || Wake {
+            inbox: ctx.inbox.clone(),
+            id,
+        };
+        match stream.receiver.next(wake) {
+            Next::Piece(piece) => {
+                if chunked {
+                    push_chunk_size(&mut self.unsent, piece.as_bytes().len());
+                }
+                body.chunk = piece;
+                // The producer's progress counts as the response's: only a body that
+                // neither side moves times out.
+                self.write_since = ctx.now;
+            }
+            Next::Wait => {}
+            Next::Finished => {
+                if chunked {
+                    // The last chunk, and no trailer section (RFC 9112 §7.1).
+                    self.unsent.extend_from_slice(b"0\r\n\r\n");
+                }
+                self.exchange = Exchange::Heads;
+            }
+            Next::Failed => {
+                if stream.framing == Framing::UntilClose {
+                    self.stream.reset();
+                }
+                return Err(io::Error::other("the body's producer failed"));
+            }
         }
         Ok(())
     }
@@ -934,15 +1250,15 @@ impl<S: Transport> Connection<S> {
         match self.state {
             State::Lingering if self.peer_closed => return Verdict::Close,
             State::Lingering => return Verdict::Open,
-            State::Closing if self.unsent.is_empty() => return self.half_close(ctx.now),
+            State::Closing if !self.output_pending() => return self.half_close(ctx.now),
             State::Closing => {}
-            // A request in flight stays Active until its response is fully written, and while
-            // the start of the next one waits in the kernel.
+            // A request in flight stays Active until its response is fully written, while the
+            // start of the next one is held, and while one waits in the kernel for the budget.
             State::Active
-                if self.upload.is_none()
-                    && self.awaiting.is_none()
+                if matches!(self.exchange, Exchange::Heads)
                     && self.unsent.is_empty()
-                    && self.carry.is_empty() =>
+                    && self.carry.is_empty()
+                    && !self.waiting_for_budget =>
             {
                 self.become_idle(ctx.now);
             }
@@ -953,10 +1269,10 @@ impl<S: Transport> Connection<S> {
             // `drive` answers every whole request as long as the output it queues is taken, so
             // once nothing is left to write, nothing is left to do. Until then the connection
             // stays as it is: requests held back by the output cap are still to be answered.
-            return if self.unsent.is_empty() {
-                Verdict::Close
-            } else {
+            return if self.output_pending() {
                 Verdict::Open
+            } else {
+                Verdict::Close
             };
         }
         Verdict::Open
@@ -973,6 +1289,7 @@ impl<S: Transport> Connection<S> {
     pub fn half_close(&mut self, now: Instant) -> Verdict {
         self.carry = Vec::new();
         self.unsent = Vec::new();
+        self.exchange = Exchange::Heads;
         if self.peer_closed {
             return Verdict::Close;
         }
@@ -994,79 +1311,101 @@ impl<S: Transport> Connection<S> {
     where
         H: Handler,
     {
-        let handler_late = self
-            .awaiting
-            .as_ref()
-            .is_some_and(|a| ctx.now >= a.since + ctx.limits.handler_timeout);
-        if let Some(awaiting) = self.awaiting.take().filter(|_| handler_late) {
-            // The handler did not answer within --handler-timeout: 503 and close; its answer,
-            // if it ever comes, is discarded.
-            awaiting.shared.cancel();
-            let response = Response::text(503, "the handler did not answer in time\n");
-            let out = &mut scratch.output;
-            self.respond(
-                &response,
-                awaiting.head_only,
-                Persistence::Close,
-                out,
-                ctx.date,
-            );
-            return match self.write_out(out, ctx.now) {
-                Ok(()) => self.settle(ctx),
-                Err(_) => Verdict::Close,
-            };
+        let late = match &self.exchange {
+            Exchange::Handler(a) => ctx.now >= a.since + ctx.limits.handler_timeout,
+            _ => false,
+        };
+        if late {
+            if let Exchange::Handler(awaiting) =
+                std::mem::replace(&mut self.exchange, Exchange::Heads)
+            {
+                // The handler did not answer within --handler-timeout: 503 and close; its
+                // answer, if it ever comes, is discarded.
+                awaiting.shared.cancel();
+                let response = Response::text(503, "the handler did not answer in time\n");
+                return self.answer_timeout(response, awaiting.to.closing(), scratch, ctx);
+            }
         }
         match self.state {
             // Nothing was asked on this connection (recently): close without a word.
             State::New | State::Idle => self.half_close(ctx.now),
-            // Output stuck behind a client that does not read: give up on it.
-            State::Active | State::Closing if !self.unsent.is_empty() => Verdict::Close,
+            // Output stuck behind a client that does not read (or a body its producer does
+            // not give): give up on it.
+            State::Active | State::Closing if self.output_pending() => Verdict::Close,
+            // A request the budget could not take in time is not the client's fault: 503, and
+            // when to come back (RFC 9110 §15.6.4, §10.2.3). Never a close without an answer.
+            State::Active if self.waiting_for_budget => {
+                let response = Response::text(503, "the server is busy; try again\n")
+                    .with_header("Retry-After", "1");
+                let to = Recipient::closing_after(self.partial_is_head);
+                self.answer_timeout(response, to, scratch, ctx)
+            }
             // A head or body that did not arrive in time: 408, then close (RFC 9110 §15.5.9).
             State::Active => {
-                let head_only = match &self.upload {
-                    Some(upload) => upload.head.starts_with(b"HEAD "),
-                    None => self.partial_is_head,
+                let head_only = match &self.exchange {
+                    Exchange::Upload(upload) => upload.head.starts_with(b"HEAD "),
+                    _ => self.partial_is_head,
                 };
-                self.fail(
-                    ProtocolError::RequestTimeout,
-                    head_only,
-                    &mut scratch.output,
-                    ctx.date,
-                );
-                match self.write_out(&mut scratch.output, ctx.now) {
-                    Ok(()) => self.settle(ctx),
-                    Err(_) => Verdict::Close,
-                }
+                let error = ProtocolError::RequestTimeout;
+                let response = Response::text(error.status(), format!("{error}\n"));
+                self.exchange = Exchange::Heads;
+                self.answer_timeout(response, Recipient::closing_after(head_only), scratch, ctx)
             }
             State::Closing | State::Lingering => Verdict::Close,
         }
     }
 
-    /// Whether output is queued that the client has not taken yet (an in-memory test uses it
-    /// to tell when a conversation is over).
+    /// Writes the last answer of a connection whose wait timed out.
+    fn answer_timeout<H>(
+        &mut self,
+        response: Response,
+        to: Recipient,
+        scratch: &mut Scratch,
+        ctx: &mut Context<'_, H>,
+    ) -> Verdict
+    where
+        H: Handler,
+    {
+        self.respond(response, to, &mut scratch.output, ctx);
+        match self.write_out(&mut scratch.output, ctx) {
+            Ok(()) => self.settle(ctx),
+            Err(_) => Verdict::Close,
+        }
+    }
+
+    /// Whether a response is still on its way out (an in-memory test uses it to tell when a
+    /// conversation is over).
     pub fn has_unsent(&self) -> bool {
-        !self.unsent.is_empty()
+        self.output_pending()
     }
 }
 
 impl<S> Drop for Connection<S> {
     /// A connection that goes (its client left, it timed out, FORCE) cancels the reply its
     /// handler still owes: the handle can tell, and the answer is discarded.
+    /// (A streamed body's producer learns the same when the receiver in `exchange` drops.)
     fn drop(&mut self) {
-        if let Some(awaiting) = &self.awaiting {
+        if let Exchange::Handler(awaiting) = &self.exchange {
             awaiting.shared.cancel();
         }
     }
 }
 
-/// What the `Connection` header of a response written now must say: keep-alive only if the
-/// client allows it and the server is still serving.
-fn persistence(keep_alive: bool, version: Version, phase: Phase) -> Persistence {
-    if keep_alive && phase.keep_alive() {
-        Persistence::KeepAlive(version)
-    } else {
-        Persistence::Close
+/// Appends the size line of a chunk of `len` bytes (RFC 9112 §7.1: hexadecimal, then CRLF).
+fn push_chunk_size(out: &mut Vec<u8>, len: usize) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = len;
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
     }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The length of the empty lines (`CRLF`s) at the start of `input`.
@@ -1083,19 +1422,4 @@ fn empty_lines(input: &[u8]) -> usize {
 fn queue(unsent: &mut Vec<u8>, bytes: &[u8]) {
     unsent.reserve_exact(bytes.len());
     unsent.extend_from_slice(bytes);
-}
-
-/// Writes as much of `buf` as the socket takes now.
-fn write_some(stream: &mut impl Write, buf: &[u8]) -> io::Result<usize> {
-    let mut written = 0;
-    while written < buf.len() {
-        match stream.write(&buf[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => written += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(written)
 }

@@ -119,8 +119,17 @@ pub(crate) struct Shared {
 /// it (an in-memory test makes its own).
 #[derive(Debug)]
 pub struct Inbox {
-    sent: Mutex<Vec<(ReplyId, Option<Response>)>>,
+    sent: Mutex<Vec<(ReplyId, Message)>>,
     waker: mio::Waker,
+}
+
+/// What arrives in the [`Inbox`] for a connection.
+#[derive(Debug)]
+pub enum Message {
+    /// A reply's answer (`None`: the handle was dropped unsent).
+    Answer(Option<Response>),
+    /// A streamed body the connection waits on has a piece (or its end) ready.
+    Stream,
 }
 
 /// The handle that answers a request later, from any thread. Dropping it unsent answers 500, so
@@ -152,18 +161,7 @@ impl Reply {
         if self.is_cancelled() {
             return;
         }
-        let mut sent = self.inbox.sent.lock().unwrap_or_else(|p| p.into_inner());
-        // One wake-up per batch, not per reply: the loop empties the whole inbox (under this
-        // lock) each time it is woken, so a reply that finds the inbox non-empty is behind one
-        // whose wake-up is already on its way and will be taken with it. Only the first reply
-        // of a batch pays for the wake-up (a write(2) to the waker's eventfd).
-        let first = sent.is_empty();
-        sent.push((self.id, response));
-        drop(sent);
-        if first {
-            // If the loop is gone (the server stopped), there is no one left to answer.
-            let _ = self.inbox.waker.wake();
-        }
+        self.inbox.post(self.id, Message::Answer(response));
     }
 }
 
@@ -184,10 +182,30 @@ impl Inbox {
         })
     }
 
-    /// Every reply sent since the last call, in the order they were sent: which request it
-    /// answers, and the answer (`None`: the handle was dropped unsent).
-    pub fn take(&self) -> Vec<(ReplyId, Option<Response>)> {
+    /// Every message posted since the last call, in the order they were posted, each with the
+    /// request (or streamed body) it is for.
+    pub fn take(&self) -> Vec<(ReplyId, Message)> {
         std::mem::take(&mut *self.sent.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Tells the loop that the streamed body `id` has a piece (or its end) ready.
+    pub(crate) fn post_stream(&self, id: ReplyId) {
+        self.post(id, Message::Stream);
+    }
+
+    fn post(&self, id: ReplyId, message: Message) {
+        let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        // One wake-up per batch, not per message: the loop empties the whole inbox (under this
+        // lock) each time it is woken, so a message that finds the inbox non-empty is behind one
+        // whose wake-up is already on its way and will be taken with it. Only the first message
+        // of a batch pays for the wake-up (a write(2) to the waker's eventfd).
+        let first = sent.is_empty();
+        sent.push((id, message));
+        drop(sent);
+        if first {
+            // If the loop is gone (the server stopped), there is no one left to answer.
+            let _ = self.waker.wake();
+        }
     }
 }
 

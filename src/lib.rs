@@ -19,6 +19,8 @@
 //! - [`codec`]: HTTP/1.1 parsing and encoding over httparse; pure, no sockets.
 //! - [`routes`]: the readiness route (a wrapper around any handler) and the default handler
 //!   (`/` → `Hello, World!`).
+//! - `stream` (private): streamed bodies, the channel between a producer thread and the
+//!   connection writing its pieces ([`BodyWriter`]).
 //! - [`pool`]: a fixed pool of worker threads that runs blocking handlers off the loop.
 //! - [`live`]: the liveness file and the `live` check.
 //! - [`signals`]: SIGTERM/SIGINT/SIGUSR2 as a pollable source.
@@ -63,10 +65,12 @@ pub mod routes;
 pub mod server;
 pub mod signals;
 pub mod slab;
+mod stream;
 mod upgrade;
 
-pub use codec::{Request, Response};
+pub use codec::{Body, Chunk, Request, Response};
 pub use config::{Command, Config, LiveConfig};
 pub use handler::{Call, Handler, Reply};
 pub use pool::{Pool, PoolHandler};
 pub use server::{Outcome, Server};
+pub use stream::{BodyWriter, STREAM_HIGH_WATER};

@@ -20,7 +20,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::codec::DateCache;
 use crate::config::{self, Config};
 use crate::conn::{self, Connection, Context, Limits, Scratch, State, Verdict};
-use crate::handler::{Handler, Inbox};
+use crate::handler::{Handler, Inbox, Message};
 use crate::listener::{self, Origin};
 use crate::live::{Heartbeat, LiveFile};
 use crate::log::{self, Level};
@@ -164,7 +164,8 @@ struct Stats {
     backlog_lost: u64,
     /// Responses served before the stop signal (the exit line reports those after it).
     served_at_signal: u64,
-    /// Replies still owed when FORCE closed their connections.
+    /// Answers not given when FORCE closed their connections: replies still owed, and bodies
+    /// not completely written.
     abandoned: u64,
 }
 
@@ -195,7 +196,10 @@ struct Runtime<H> {
     /// against `--buffer-budget`.
     buffered: usize,
     budget: usize,
-    /// `buffered` has reached `budget`: no connection starts a new request.
+    /// Connections whose next request needs more of the budget than is left (it waits in the
+    /// kernel); requests that need none are answered meanwhile.
+    budget_waiting: usize,
+    /// `budget_waiting` is not zero (the state of the last `budget_full` line).
     budget_full: bool,
     stats: Stats,
 }
@@ -209,17 +213,20 @@ impl<H> Runtime<H> {
     }
 
     /// Books a connection's change of held bytes from `before` to `after` against the budget,
-    /// with one log line each time the budget fills up or has room again.
-    fn account(&mut self, before: usize, after: usize) {
-        self.buffered = self.buffered - before + after;
+    /// and of whether it waits for room, with one log line each time requests start waiting for
+    /// room (the budget is full for them) and when none waits any more.
+    fn account(&mut self, before: (usize, bool), after: (usize, bool)) {
+        self.buffered = self.buffered - before.0 + after.0;
+        self.budget_waiting = self.budget_waiting + usize::from(after.1) - usize::from(before.1);
         log_bound_change(
             &mut self.budget_full,
-            self.buffered >= self.budget,
+            self.budget_waiting > 0,
             ["budget_full", "budget_available"],
             || {
                 [
                     ("buffered", self.buffered.into()),
                     ("budget", self.budget.into()),
+                    ("waiting", self.budget_waiting.into()),
                 ]
             },
         );
@@ -256,7 +263,7 @@ impl<H> Runtime<H> {
             now: self.now,
             date: self.date.value(),
             phase,
-            budget_full: self.budget_full,
+            budget_room: self.budget.saturating_sub(self.buffered),
             limits: &self.limits,
             handler: &mut self.handler,
             inbox: &self.inbox,
@@ -354,6 +361,7 @@ impl Server {
             signal_at: None,
             buffered: 0,
             budget: self.config.buffer_budget,
+            budget_waiting: 0,
             budget_full: false,
             stats: Stats::default(),
         };
@@ -478,7 +486,8 @@ impl Server {
                 "force",
                 &[("drain_timeout", timeout.as_str().into())],
             );
-            rt.stats.abandoned = self.counts().pending as u64;
+            let counts = self.counts();
+            rt.stats.abandoned = (counts.pending + counts.writing) as u64;
             self.conns.clear();
             return Some(self.conclude(rt, Outcome::Forced));
         }
@@ -856,15 +865,17 @@ impl Server {
         }
     }
 
-    /// Replies sent from other threads: each goes to the connection that waits for it (none, if
-    /// the request was answered 503 meanwhile or its client went away: then it is discarded).
+    /// Replies sent from other threads, and streamed bodies with pieces ready: each goes to the
+    /// connection that waits for it (none, if the request was answered 503 meanwhile or its
+    /// client went away: then it is discarded).
     fn on_replies<H>(&mut self, rt: &mut Runtime<H>)
     where
         H: Handler,
     {
-        for (id, response) in rt.inbox.take() {
-            self.step(id.index, rt, |conn, scratch, ctx| {
-                conn.on_reply(id.serial, response, scratch, ctx)
+        for (id, message) in rt.inbox.take() {
+            self.step(id.index, rt, |conn, scratch, ctx| match message {
+                Message::Answer(response) => conn.on_reply(id.serial, response, scratch, ctx),
+                Message::Stream => conn.on_stream(id.serial, scratch, ctx),
             });
         }
     }
@@ -897,13 +908,13 @@ impl Server {
         let Some(conn) = self.conns.get_mut(index) else {
             return;
         };
-        let (served, buffered, awaiting) = (conn.served(), conn.buffered(), conn.awaiting());
+        let (served, held, awaiting) = (conn.served(), conn.held(), conn.awaiting());
         let (scratch, mut ctx) = rt.connection_context(index);
         let Some(verdict) = step(conn, scratch, &mut ctx) else {
             return;
         };
         rt.stats.served += conn.served() - served;
-        rt.account(buffered, conn.buffered());
+        rt.account(held, conn.held());
         rt.count_pending(awaiting, conn.awaiting(), self.config.max_pending);
         self.apply(index, verdict, rt);
     }
@@ -925,7 +936,7 @@ impl Server {
             return;
         }
         if let Some(mut conn) = self.conns.remove(index) {
-            rt.account(conn.buffered(), 0);
+            rt.account(conn.held(), (0, false));
             rt.count_pending(conn.awaiting(), false, self.config.max_pending);
             let _ = self.poll.registry().deregister(conn.stream_mut());
         }
@@ -957,6 +968,7 @@ impl Server {
             ("idle", counts.idle.into()),
             ("closing", counts.closing.into()),
             ("pending", counts.pending.into()),
+            ("writing", counts.writing.into()),
         ];
         pairs.extend_from_slice(extra);
         log::event(level, event, &pairs);
@@ -973,6 +985,7 @@ impl Server {
                 State::Closing | State::Lingering => counts.closing += 1,
             }
             counts.pending += usize::from(conn.awaiting());
+            counts.writing += usize::from(conn.writing());
         }
         counts
     }
@@ -986,6 +999,9 @@ struct Counts {
     closing: usize,
     /// Connections whose handler owes a reply (a subset of `active`).
     pending: usize,
+    /// Connections writing a response body: an answer given but not yet delivered (a subset
+    /// of `active` and `closing`).
+    writing: usize,
 }
 
 /// Why the loop is not accepting new connections right now.

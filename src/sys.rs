@@ -120,6 +120,23 @@ pub fn discard(fd: RawFd, n: usize) -> io::Result<usize> {
     Ok(taken as usize)
 }
 
+/// Sets `SO_LINGER` to zero seconds: the socket's close then sends RST, not FIN (socket(7)).
+pub fn linger_zero(fd: RawFd) -> io::Result<()> {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the pointer and length describe a live `linger` for the duration of the call.
+    syscall!(setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        (&linger as *const libc::linger).cast(),
+        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+    ))?;
+    Ok(())
+}
+
 /// How many connections wait in a listening socket's accept queue: completed handshakes that
 /// nobody has accepted yet. For a listener, Linux reports the queue's length in the `tcpi_unacked`
 /// field of `TCP_INFO` (what `ss -l` shows as Recv-Q).

@@ -535,32 +535,95 @@ fn one_log_line_per_accept_state_change() {
     );
 }
 
-/// `--buffer-budget`: once the bytes held for all clients together reach it, no connection
-/// starts a new request. A new client's request then waits in the kernel (neither refused nor
-/// dropped) and is answered as soon as the clients holding the budget go away; each change is
-/// one log line.
+/// `--buffer-budget` limits what is buffered, never who is served (docs/design.md, "Memory").
+/// Twenty-four clients that pipeline without reading, and uploads that hold the whole budget,
+/// leave a new client's `GET /` and `/health` answered at once; the upload that does not fit
+/// waits in the kernel, unanswered but not refused, and goes on when an upload in flight
+/// finishes. Each change of the budget's state is one log line.
 #[test]
-fn a_spent_buffer_budget_makes_new_requests_wait_in_the_kernel() {
-    let mut server = Lameduck::start(&["--buffer-budget", "65536"]);
-    // A client that pipelines without reading holds about 4 KiB of queued output: twenty of them
-    // spend 64 KiB.
-    let floods: Vec<TcpStream> = (0..20)
+fn a_full_buffer_budget_stalls_only_what_needs_buffering() {
+    let mut server = Lameduck::start(&["--buffer-budget", "65536", "--max-body", "16384"]);
+    let floods: Vec<TcpStream> = (0..24)
         .map(|_| {
             let mut flood = server.connect();
             fill_until_stalled(&mut flood, Duration::from_millis(100));
             flood
         })
         .collect();
+    // Three uploads of 16 KiB each are admitted (each counted at its declared length from the
+    // start, with its head); a fourth does not fit in what is left.
+    const UPLOAD: &[u8] = b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 16384\r\n\r\n";
+    let mut uploads: Vec<BufReader<TcpStream>> = (0..4)
+        .map(|_| {
+            let mut upload = server.connect();
+            upload.write_all(UPLOAD).expect("write upload head");
+            BufReader::new(upload)
+        })
+        .collect();
     server.wait_for("event=budget_full");
 
-    let mut waiting = BufReader::new(server.connect());
-    waiting.get_mut().write_all(GET).expect("write GET");
-    assert!(
-        unanswered_for(&mut waiting, Duration::from_millis(500)),
-        "with the budget spent a new request must wait"
-    );
-    drop(floods);
-    let response = read_response(&mut waiting, false).expect("answered once the budget frees");
-    assert_eq!(response.status, 200);
+    for path in ["/", "/health"] {
+        let mut probe = BufReader::new(server.connect());
+        let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+        probe
+            .get_mut()
+            .write_all(raw.as_bytes())
+            .expect("write GET");
+        let response = read_response(&mut probe, false).expect("answered with the budget full");
+        assert_eq!(response.status, 200, "{path}");
+    }
+    // One upload waits; the others are in flight. Finishing one makes room for it.
+    let body = [b'x'; 16384];
+    let first = &mut uploads[0];
+    first.get_mut().write_all(&body).expect("write body");
+    let response = read_response(first, false).expect("the first upload is answered");
+    assert_eq!(response.status, 404, "the default handler has no /upload");
     server.wait_for("event=budget_available");
+    for upload in &mut uploads[1..] {
+        upload.get_mut().write_all(&body).expect("write body");
+        let response = read_response(upload, false).expect("every upload is answered");
+        assert_eq!(response.status, 404);
+    }
+    drop(floods);
+}
+
+/// A request that needs room the budget does not have, and does not get it within
+/// `--header-timeout`, is answered 503 with `Retry-After` (the server is busy; the client did
+/// nothing wrong), never closed without an answer.
+#[test]
+fn a_request_the_budget_cannot_take_in_time_gets_503_and_retry_after() {
+    let mut server = Lameduck::start(&[
+        "--buffer-budget",
+        "65536",
+        "--max-body",
+        "40000",
+        "--header-timeout",
+        "1s",
+    ]);
+    let hold = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 40000\r\n\r\n";
+    let mut holder = server.connect();
+    holder.write_all(hold).expect("write first upload head");
+    // The holder keeps its upload alive (and the budget spent) by sending a byte of its body
+    // every 200 ms, well inside its own header timeout: the pace of a slow client.
+    let done = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let done = done.clone();
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) && holder.write_all(b"x").is_ok() {
+                thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let mut waiting = BufReader::new(server.connect());
+    waiting
+        .get_mut()
+        .write_all(hold)
+        .expect("write second upload head");
+    server.wait_for("event=budget_full");
+    let response = read_response(&mut waiting, false).expect("an answer, not a silent close");
+    done.store(true, Ordering::Relaxed);
+    assert_eq!(response.status, 503);
+    assert_eq!(response.header("Retry-After"), Some("1"));
+    assert!(response.closes());
+    trickle.join().expect("trickle thread");
 }

@@ -7,6 +7,7 @@ mod support;
 use std::time::Instant;
 
 use lameduck::conn::{Connection, Limits, Scratch, Verdict};
+use lameduck::handler::Message;
 use lameduck::{Call, Handler, Reply, Request, Response};
 use support::memory::{self, Memory, Replies};
 
@@ -60,7 +61,10 @@ impl Session {
     /// Delivers every reply sent so far, as the loop does when its waker fires.
     fn deliver(&mut self) -> Option<Verdict> {
         let mut verdict = None;
-        for (id, response) in self.replies.inbox.take() {
+        for (id, message) in self.replies.inbox.take() {
+            let Message::Answer(response) = message else {
+                continue;
+            };
             let mut ctx = memory::context(
                 &self.limits,
                 Instant::now(),

@@ -13,6 +13,14 @@ use super::request::BodyFraming;
 /// legal but nobody needs kilobytes of them; unbounded they are a memory and CPU sink.
 pub const MAX_CHUNK_LINE_BYTES: usize = 4096;
 
+/// The most bytes a trailer section may have, all its lines together. Each line is also bounded
+/// by [`MAX_CHUNK_LINE_BYTES`]; without a bound on the section, a client could send trailer lines
+/// for ever, holding its connection (and a drain) with bytes that are all discarded.
+pub const MAX_TRAILER_BYTES: usize = 8 * 1024;
+
+/// The most fields a trailer section may have (real ones carry a checksum or a status or two).
+pub const MAX_TRAILER_FIELDS: usize = 32;
+
 /// Most hex digits in a chunk size: 15 digits keep the value below 2^60, far above any body
 /// limit, so the arithmetic can never overflow.
 const MAX_CHUNK_SIZE_DIGITS: usize = 15;
@@ -24,6 +32,10 @@ pub struct BodyDecoder {
     /// Body bytes seen so far (data only, not framing), checked against `limit`.
     seen: u64,
     limit: u64,
+    /// Bytes and fields of the trailer section so far, against [`MAX_TRAILER_BYTES`] and
+    /// [`MAX_TRAILER_FIELDS`].
+    trailer_bytes: usize,
+    trailer_fields: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -178,6 +190,8 @@ impl BodyDecoder {
             state,
             seen: 0,
             limit,
+            trailer_bytes: 0,
+            trailer_fields: 0,
         }))
     }
 
@@ -224,9 +238,29 @@ impl BodyDecoder {
         })
     }
 
+    /// Whether the decoder is in the trailer section (after the last chunk): no more body data
+    /// will come, so these bytes are no progress worth a renewed timeout.
+    pub fn in_trailers(&self) -> bool {
+        matches!(
+            self.state,
+            State::TrailerStart
+                | State::TrailerName { .. }
+                | State::Trailer { .. }
+                | State::TrailerLf
+                | State::FinalLf
+        )
+    }
+
     /// Advances the chunked framing by one byte.
     fn step(&mut self, b: u8) -> Result<(), ProtocolError> {
         use ProtocolError::Malformed;
+        if self.in_trailers() {
+            // RFC 9110 §6.5: trailers are bounded like a head is; 431 as for one.
+            self.trailer_bytes += 1;
+            if self.trailer_bytes > MAX_TRAILER_BYTES {
+                return Err(ProtocolError::HeadersTooLarge);
+            }
+        }
         self.state = match self.state {
             State::Size { value, digits } => match b {
                 b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
@@ -285,7 +319,13 @@ impl BodyDecoder {
                 // Trailers are discarded, but only field lines are trailers: a line that is not
                 // one (`GET / HTTP/1.1`) means client and server disagree on where the body
                 // ends, which is the start of a smuggled request.
-                _ if is_tchar(b) => State::TrailerName { len: 1 },
+                _ if is_tchar(b) => {
+                    self.trailer_fields += 1;
+                    if self.trailer_fields > MAX_TRAILER_FIELDS {
+                        return Err(ProtocolError::HeadersTooLarge);
+                    }
+                    State::TrailerName { len: 1 }
+                }
                 _ => return Err(Malformed("bad trailer field name")),
             },
             State::TrailerName { len } => match b {

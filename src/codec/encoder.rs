@@ -94,7 +94,8 @@ impl Encoder {
         date: &[u8],
     ) {
         let key = Key::of(response, head_only, persistence);
-        let Some(key) = key.filter(|_| response.body().len() <= SLOT_MAX_BYTES) else {
+        let small = |_: &Key| response.body().len() <= Some(SLOT_MAX_BYTES as u64);
+        let Some(key) = key.filter(small) else {
             return encode(&mut self.bytes, response, head_only, persistence, date);
         };
         if date != self.date {

@@ -21,7 +21,9 @@ pub use date::DateCache;
 pub use encoder::Encoder;
 pub use error::ProtocolError;
 pub use request::{BodyFraming, HeadLimits, Parse, Request, Version, header_slots, parse};
-pub use response::{Header, InvalidHeader, Persistence, Response, encode};
+pub use response::{
+    Body, Chunk, Framing, Header, InvalidHeader, Persistence, Response, encode, encode_head,
+};
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,15 @@
-//! Responses: the type a handler returns, the rules it keeps, and its encoding onto the wire.
+//! Responses: the type a handler returns, the rules it keeps, and the encoding of its head.
 //!
 //! Encoding appends to a caller-owned `Vec<u8>` so one buffer serves every response the event loop
-//! writes; a static body is borrowed, not copied into a fresh allocation per request.
+//! writes. A body is not part of that buffer unless it is small: it is written from where it
+//! lives (see [`Body`]), so a response of any size costs the connection only its head.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use super::request::Version;
+use crate::stream::Receiver;
 
 /// A header line: a static name and a value that is borrowed when it is static.
 pub type Header = (&'static str, Cow<'static, str>);
@@ -42,11 +45,11 @@ pub type Header = (&'static str, Cow<'static, str>);
 /// [`status`](Response::status), [`headers`](Response::headers) and [`body`](Response::body).
 /// Headers and body are `Cow`s so that a response built from constants (the common case for a
 /// probe or hello-world handler) borrows them: answering a request allocates nothing.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Response {
     status: u16,
     headers: Cow<'static, [Header]>,
-    body: Cow<'static, [u8]>,
+    body: Body,
 }
 
 /// The header every text response with content carries.
@@ -67,14 +70,40 @@ impl Response {
             return Response::empty(status);
         }
         let body = match body.into() {
-            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
-            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+            Cow::Borrowed(s) => Body::from(s.as_bytes()),
+            Cow::Owned(s) => Body::from(s.into_bytes()),
         };
         Response {
             status,
             headers: Cow::Borrowed(TEXT_PLAIN),
             body,
         }
+    }
+
+    /// A response with `body` and no headers: bytes of any kind, sized or streamed (see
+    /// [`Body`]). Nothing is guessed: set a `Content-Type` if the client needs one.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use lameduck::{Body, Response};
+    ///
+    /// // One allocation, shared by every response that clones the Arc.
+    /// let logo: Arc<[u8]> = Arc::from(&b"\x89PNG..."[..]);
+    /// let response = Response::new(200, Body::shared(logo)).with_header("Content-Type", "image/png");
+    /// assert_eq!(response.body().len(), Some(7));
+    /// ```
+    ///
+    /// For 1xx, 204, 205 and 304 the body is dropped (a stream is told its client is gone).
+    ///
+    /// # Panics
+    ///
+    /// If `status` is not a three-digit number (100 to 999).
+    pub fn new(status: u16, body: impl Into<Body>) -> Self {
+        let mut response = Response::empty(status);
+        if has_content(status) {
+            response.body = body.into();
+        }
+        response
     }
 
     /// A response with no headers and no body: a 204, a 304, or a redirect once a `Location`
@@ -87,7 +116,7 @@ impl Response {
         Response {
             status: three_digits(status),
             headers: Cow::Borrowed(&[]),
-            body: Cow::Borrowed(&[]),
+            body: Body::from(&b""[..]),
         }
     }
 
@@ -142,18 +171,260 @@ impl Response {
 
     /// The body: what a GET gets, and whose length a HEAD is told. Always empty for 1xx, 204,
     /// 205 and 304.
-    pub fn body(&self) -> &[u8] {
+    pub fn body(&self) -> &Body {
         &self.body
+    }
+
+    /// Takes the body out, leaving an empty one: the connection writes it after the head.
+    pub(crate) fn take_body(&mut self) -> Body {
+        std::mem::replace(&mut self.body, Body::from(&b""[..]))
+    }
+
+    /// How the body is delimited on the wire for a client speaking `version` (RFC 9112 §6.3).
+    pub fn framing(&self, version: Version) -> Framing {
+        if !has_length(self.status) {
+            return Framing::None;
+        }
+        match (self.body.len(), version) {
+            (Some(len), _) => Framing::Length(len),
+            (None, Version::Http11) => Framing::Chunked,
+            // An HTTP/1.0 client knows no chunked coding (RFC 9112 §7.1): the body ends
+            // where the connection does.
+            (None, Version::Http10) => Framing::UntilClose,
+        }
     }
 
     /// The headers and body of a response built only from constants (borrowed `'static` data,
     /// which can never change), or `None` when any part is owned. The encoder keys its cache on
     /// them.
     pub(super) fn constant_parts(&self) -> Option<(&'static [Header], &'static [u8])> {
-        match (&self.headers, &self.body) {
-            (Cow::Borrowed(headers), Cow::Borrowed(body)) => Some((headers, body)),
+        match (&self.headers, self.body.as_static()) {
+            (Cow::Borrowed(headers), Some(body)) => Some((headers, body)),
             _ => None,
         }
+    }
+}
+
+/// How a response's body is delimited on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// No body and no length: 1xx, 204, 304 (RFC 9110 §8.6).
+    None,
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`: a streamed body of unknown length, to an HTTP/1.1 client.
+    Chunked,
+    /// Neither: a streamed body of unknown length to an HTTP/1.0 client ends when the
+    /// connection closes, so the response must be the connection's last.
+    UntilClose,
+}
+
+/// A response body: where its bytes live. None of them is copied into the connection: the
+/// server writes the head, then the body from here (`writev`), resuming at an offset after a
+/// partial write, so a response of any size costs a connection the same few hundred bytes.
+///
+/// - **`'static` bytes** (`&'static [u8]`, `&'static str`): borrowed, never copied.
+/// - **Owned bytes** (`Vec<u8>`, `String`): held once, until written.
+/// - **Shared bytes** ([`Body::shared`]): one allocation that any number of responses write
+///   from at once, each holding one reference (an `Arc<[u8]>`, or your own type).
+/// - **A stream** ([`Body::stream`]): pieces sent from another thread with backpressure; see
+///   [`BodyWriter`](crate::BodyWriter).
+///
+/// ```
+/// use lameduck::{Body, Response};
+///
+/// let gzip: Vec<u8> = vec![0x1f, 0x8b, 8, 0];
+/// let response = Response::new(200, gzip)
+///     .with_header("Content-Type", "application/gzip");
+/// assert_eq!(response.body().len(), Some(4));
+/// let _ = Body::from("text is bytes too");
+/// ```
+#[derive(Debug)]
+pub struct Body(BodyKind);
+
+#[derive(Debug)]
+enum BodyKind {
+    Bytes(Chunk),
+    Stream(Receiver),
+}
+
+/// Bytes held in memory: a whole body, or one piece of a streamed one.
+///
+/// ```
+/// use std::sync::Arc;
+/// use lameduck::Chunk;
+///
+/// let shared: Arc<[u8]> = Arc::from(vec![0u8; 1 << 20]);
+/// let piece = Chunk::shared(shared.clone()); // a reference, not a copy
+/// assert_eq!(piece.as_bytes().len(), 1 << 20);
+/// ```
+pub struct Chunk(ChunkKind);
+
+enum ChunkKind {
+    Static(&'static [u8]),
+    Owned(Vec<u8>),
+    Slice(Arc<[u8]>),
+    Shared(Arc<dyn AsRef<[u8]> + Send + Sync>),
+}
+
+impl Chunk {
+    /// Bytes shared with whoever else holds `bytes`: an `Arc<[u8]>`, an `Arc<Vec<u8>>`, or any
+    /// type of yours that can lend its bytes (a memory-mapped file, a cache entry).
+    pub fn shared<T>(bytes: Arc<T>) -> Chunk
+    where
+        Arc<T>: Into<Chunk>,
+        T: ?Sized,
+    {
+        bytes.into()
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            ChunkKind::Static(bytes) => bytes,
+            ChunkKind::Owned(bytes) => bytes,
+            ChunkKind::Slice(bytes) => bytes,
+            ChunkKind::Shared(bytes) => (**bytes).as_ref(),
+        }
+    }
+}
+
+impl fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.0 {
+            ChunkKind::Static(_) => "static",
+            ChunkKind::Owned(_) => "owned",
+            ChunkKind::Slice(_) | ChunkKind::Shared(_) => "shared",
+        };
+        write!(f, "Chunk({kind}, {} bytes)", self.as_bytes().len())
+    }
+}
+
+impl From<&'static [u8]> for Chunk {
+    fn from(bytes: &'static [u8]) -> Chunk {
+        Chunk(ChunkKind::Static(bytes))
+    }
+}
+
+impl From<&'static str> for Chunk {
+    fn from(text: &'static str) -> Chunk {
+        Chunk::from(text.as_bytes())
+    }
+}
+
+impl From<Vec<u8>> for Chunk {
+    fn from(bytes: Vec<u8>) -> Chunk {
+        Chunk(ChunkKind::Owned(bytes))
+    }
+}
+
+impl From<String> for Chunk {
+    fn from(text: String) -> Chunk {
+        Chunk::from(text.into_bytes())
+    }
+}
+
+impl From<Arc<[u8]>> for Chunk {
+    fn from(bytes: Arc<[u8]>) -> Chunk {
+        Chunk(ChunkKind::Slice(bytes))
+    }
+}
+
+/// Any type of yours that lends its bytes, shared: `Arc<Vec<u8>>`, a memory map, a cache entry.
+impl<T: AsRef<[u8]> + Send + Sync + 'static> From<Arc<T>> for Chunk {
+    fn from(bytes: Arc<T>) -> Chunk {
+        Chunk(ChunkKind::Shared(bytes))
+    }
+}
+
+impl Body {
+    /// A body shared with whoever else holds `bytes` (see [`Chunk::shared`]): one allocation
+    /// for every client, each response holding a reference.
+    pub fn shared<T>(bytes: Arc<T>) -> Body
+    where
+        Arc<T>: Into<Chunk>,
+        T: ?Sized,
+    {
+        Body(BodyKind::Bytes(bytes.into()))
+    }
+
+    /// A body streamed in pieces from another thread, and the [`BodyWriter`](crate::BodyWriter)
+    /// that sends them. With `length` the response says `Content-Length` and the writer must
+    /// send exactly that many bytes; without, it is chunked (close-delimited for an HTTP/1.0
+    /// client).
+    ///
+    /// ```no_run
+    /// use lameduck::{Body, Call, Handler, Request, Response};
+    ///
+    /// struct Count;
+    ///
+    /// impl Handler for Count {
+    ///     fn call(&mut self, _: &Request<'_>, _: Call<'_>) -> Option<Response> {
+    ///         let (body, mut writer) = Body::stream(None);
+    ///         std::thread::spawn(move || {
+    ///             for i in 0..1000 {
+    ///                 // Waits while the client has its share queued; fails once it has gone.
+    ///                 if writer.send(format!("{i}\n")).is_err() {
+    ///                     return;
+    ///                 }
+    ///             }
+    ///             let _ = writer.finish();
+    ///         });
+    ///         Some(Response::new(200, body))
+    ///     }
+    /// }
+    /// ```
+    pub fn stream(length: Option<u64>) -> (Body, crate::BodyWriter) {
+        let (receiver, writer) = crate::stream::channel(length);
+        (Body(BodyKind::Stream(receiver)), writer)
+    }
+
+    /// The length in bytes: `None` for a stream of unknown length.
+    pub fn len(&self) -> Option<u64> {
+        match &self.0 {
+            BodyKind::Bytes(chunk) => Some(chunk.as_bytes().len() as u64),
+            BodyKind::Stream(receiver) => receiver.length(),
+        }
+    }
+
+    /// Whether the body is known to be empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == Some(0)
+    }
+
+    /// The bytes of a body held in memory; `None` for a stream.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match &self.0 {
+            BodyKind::Bytes(chunk) => Some(chunk.as_bytes()),
+            BodyKind::Stream(_) => None,
+        }
+    }
+
+    /// The body as the connection writes it.
+    pub(crate) fn into_source(self) -> Source {
+        match self.0 {
+            BodyKind::Bytes(chunk) => Source::Bytes(chunk),
+            BodyKind::Stream(receiver) => Source::Stream(receiver),
+        }
+    }
+
+    fn as_static(&self) -> Option<&'static [u8]> {
+        match self.0 {
+            BodyKind::Bytes(Chunk(ChunkKind::Static(bytes))) => Some(bytes),
+            _ => None,
+        }
+    }
+}
+
+/// Where a body's bytes come from, for the connection that writes them.
+pub(crate) enum Source {
+    Bytes(Chunk),
+    Stream(Receiver),
+}
+
+impl<T: Into<Chunk>> From<T> for Body {
+    fn from(bytes: T) -> Body {
+        Body(BodyKind::Bytes(bytes.into()))
     }
 }
 
@@ -269,7 +540,8 @@ pub enum Persistence {
 /// The bytes of an interim `100 Continue` (RFC 9110 §15.2.1).
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Appends `response` to `out`. For a HEAD request (`head_only`) the body is left out but its
+/// Appends `response` to `out`, its body included when it is held in memory (a stream's head
+/// only, chunked). For a HEAD request (`head_only`) the body is left out but its
 /// `Content-Length` is still announced (RFC 9110 §9.3.2); a 1xx, 204 or 304 has neither (its
 /// body is already empty, see [`Response`]). `date` is the cached `Date` value.
 pub fn encode(
@@ -279,15 +551,38 @@ pub fn encode(
     persistence: Persistence,
     date: &[u8],
 ) {
+    let version = match persistence {
+        Persistence::KeepAlive(version) => version,
+        Persistence::Close => Version::Http11,
+    };
+    encode_head(out, response, response.framing(version), persistence, date);
+    if !head_only {
+        out.extend_from_slice(response.body.as_bytes().unwrap_or_default());
+    }
+}
+
+/// Appends the head of `response`: status line, `Date`, the header `framing` calls for, the
+/// handler's headers, `Connection`, and the empty line. The body is the caller's to write.
+pub fn encode_head(
+    out: &mut Vec<u8>,
+    response: &Response,
+    framing: Framing,
+    persistence: Persistence,
+    date: &[u8],
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(response.status));
     out.push(b' ');
     out.extend_from_slice(reason(response.status).as_bytes());
     out.extend_from_slice(b"\r\nDate: ");
     out.extend_from_slice(date);
-    if has_length(response.status) {
-        out.extend_from_slice(b"\r\nContent-Length: ");
-        push_decimal(out, response.body.len() as u64);
+    match framing {
+        Framing::Length(len) => {
+            out.extend_from_slice(b"\r\nContent-Length: ");
+            push_decimal(out, len);
+        }
+        Framing::Chunked => out.extend_from_slice(b"\r\nTransfer-Encoding: chunked"),
+        Framing::None | Framing::UntilClose => {}
     }
     for (name, value) in response.headers.iter() {
         out.extend_from_slice(b"\r\n");
@@ -303,9 +598,6 @@ pub fn encode(
         Persistence::KeepAlive(Version::Http11) => {}
     }
     out.extend_from_slice(b"\r\n\r\n");
-    if !head_only {
-        out.extend_from_slice(&response.body);
-    }
 }
 
 /// Appends the decimal digits of `n` without going through `fmt` (which is measurably slower).

@@ -39,6 +39,8 @@ pub struct Memory {
     pub room: usize,
     /// The server has shut down its write side.
     pub shut: bool,
+    /// The server asked for its close to be a reset (RST), not a FIN.
+    pub reset: bool,
 }
 
 impl Memory {
@@ -112,6 +114,10 @@ impl Transport for Memory {
         self.shut = true;
         Ok(())
     }
+
+    fn reset(&mut self) {
+        self.reset = true;
+    }
 }
 
 /// The server's per-connection limits at the `Config` defaults (mapped as `Server::run` maps
@@ -153,7 +159,7 @@ pub fn context<'a, H>(
         now,
         date: DATE,
         phase: Phase::Serving,
-        budget_full: false,
+        budget_room: usize::MAX,
         limits,
         handler,
         inbox: &replies.inbox,
