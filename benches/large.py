@@ -45,7 +45,7 @@ BASE_PORT = h.env_int("BASE_PORT", 20080)
 BASELINE = os.environ.get("BASELINE", "floor")
 # GET / on a fresh connection every PROBE_EVERY_S during each load; IDLE_PROBES before it.
 PROBE_EVERY_S = h.env_float("PROBE_EVERY_S", 0.02)
-IDLE_PROBES = h.env_int("IDLE_PROBES", 200)
+IDLE_PROBES = h.env_int("IDLE_PROBES", 100)
 GIB = 2**30
 SPECS = h.blob_servers()
 SERVER_NAMES = [s for s in os.environ.get("SERVERS", ",".join(SPECS)).split(",") if s]
@@ -69,6 +69,17 @@ def latency_summary(samples):
     ms = [m for m, st in samples if m is not None and st == 200]
     return {"n": len(samples), "failed": len(samples) - len(ms), "p50_ms": percentile(ms, 50),
             "p99_ms": percentile(ms, 99), "max_ms": max(ms) if ms else None}
+
+
+def idle_probes(port):
+    """IDLE_PROBES of GET / on fresh connections, paced as the probes during load are (a probe
+    that follows a sleep wakes idle cores, which back-to-back probes never pay)."""
+    out = []
+    for _ in range(IDLE_PROBES):
+        t0 = time.monotonic()
+        out.append(h.probe_ms(port, "/"))
+        time.sleep(max(0.0, PROBE_EVERY_S - (time.monotonic() - t0)))
+    return out
 
 
 def prober(port, samples, waits):
@@ -100,7 +111,7 @@ def measure(name, round_no, port):
         h.check_blob(port, SIZES)
         server.wait_no_conns()
         res["idle_rss_kib"] = h.proc_status_kib(server.pid, "VmRSS")
-        res["idle_probe"] = latency_summary([h.probe_ms(port, "/") for _ in range(IDLE_PROBES)])
+        res["idle_probe"] = latency_summary(idle_probes(port))
         if WARMUP > 0:
             h.run_wrk(port, CONNS, 1, WARMUP, path=f"/blob?bytes={SIZES[0]}")
         for n in SIZES:
@@ -229,7 +240,7 @@ def write_markdown(path, meta, rounds, summary, names, skipped):
          f"sendfile). CPU s/GiB = server utime + stime / GiB that wrk read. `GET /` during load: "
          f"a fresh connection every {PROBE_EVERY_S * 1000:.0f} ms, timed by this harness (it "
          f"shares CPU {h.CLIENT_CPU} with wrk, so its figures include waiting for that core); "
-         f"idle: {IDLE_PROBES} of them before the load. \"disturbed\" counts rounds in which "
+         f"idle: {IDLE_PROBES} of them, paced the same, before the load. \"disturbed\" counts rounds in which "
          f"the server or wrk spent more than {WAIT_LIMIT:.0%} of the run waiting for a CPU "
          f"(schedstat): another process had the core, so that round's req/s and latency "
          f"measure the machine; CPU s/GiB is the server's own time and holds better.\n"]

@@ -25,6 +25,7 @@ REPORT_ONLY=1 redraws them from the JSON. Standard library only; reuses harness.
 import json
 import os
 import platform
+import random
 import resource
 import socket
 import subprocess
@@ -48,7 +49,6 @@ DURATION = h.env_float("DURATION", 6 if QUICK else 15)
 LAT_READERS = h.env_int("LAT_READERS", 20)
 LAT_RATE = h.env_int("LAT_RATE", 200_000)
 LAT_DURATION = h.env_float("LAT_DURATION", 4 if QUICK else 8)
-IDLE_PROBES = h.env_int("IDLE_PROBES", 100)  # of each path, latency shape
 SAMPLE_S = h.env_float("SAMPLE_S", 1.0)
 PROBE_EVERY_S = h.env_float("PROBE_EVERY_S", 0.5)  # memory shape; latency probes every tick
 TICK_S = h.env_float("TICK_S", 0.05)
@@ -209,27 +209,37 @@ def measure_memory(name, port, tag):
     return res
 
 
+def probe_loop(port, readers, duration, buf):
+    """The readers' loop for `duration` s with one `GET /` and one `GET /health` on fresh
+    connections per tick, each at a random point of it: right after the pump the server is
+    refilling the readers' sockets, later it may be idle, and a fixed point would pick one.
+    Run with no readers it is the idle baseline, timed the same way (probes that follow a sleep
+    wake idle cores, which back-to-back probes never pay)."""
+    samples = {"/": [], "/health": []}
+    paths = list(samples)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < duration:
+        tick = time.monotonic()
+        pump_all(readers, LAT_RATE, buf)
+        random.shuffle(paths)
+        for path, at in zip(paths, sorted(random.uniform(0, TICK_S) for _ in paths)):
+            time.sleep(max(0.0, tick + at - time.monotonic()))
+            samples[path].append(h.probe_ms(port, path))
+        time.sleep(max(0.0, tick + TICK_S - time.monotonic()))
+    return samples, time.monotonic() - t0
+
+
 def measure_latency(name, port, tag):
     spec = SPECS[name]
     server = h.Server(name, port, tag, spec=spec)
     readers = []
     buf = bytearray(64 * KIB)
-    idle = {"/": [], "/health": []}
-    busy = {"/": [], "/health": []}
     try:
         h.check_blob(port, [h.BLOB_LEN])
         warm_up(server)
-        for _ in range(IDLE_PROBES):
-            for path in idle:
-                idle[path].append(h.probe_ms(port, path))
-        t0 = time.monotonic()
+        idle, _ = probe_loop(port, [], LAT_DURATION, buf)
         readers = open_readers(port, LAT_READERS)
-        while time.monotonic() - t0 < LAT_DURATION:
-            pump_all(readers, LAT_RATE, buf)
-            for path in busy:
-                busy[path].append(h.probe_ms(port, path))
-            time.sleep(TICK_S)
-        secs = time.monotonic() - t0
+        busy, secs = probe_loop(port, readers, LAT_DURATION, buf)
     finally:
         server.kill()
         for r in readers:
@@ -346,9 +356,10 @@ def write_markdown(path, meta, summary, names, skipped):
                  f"{num(s['memory.readers.ended'], '.0f')} |")
     L += [f"\n## Latency: `GET /` and `GET /health` while {LAT_READERS} readers read at "
           f"{LAT_RATE / 1000:,.0f} KB/s\n",
-          f"Fresh connections, one of each path per {TICK_S * 1000:.0f} ms tick for "
-          f"{meta['lat_duration_s']:g} s, against {IDLE_PROBES} of each on the idle server just "
-          f"before. Ratio = with readers / idle.\n",
+          f"Fresh connections, one of each path at a random point of each "
+          f"{TICK_S * 1000:.0f} ms tick of the readers' loop for "
+          f"{meta['lat_duration_s']:g} s, against the same loop without readers on the idle "
+          f"server just before. Ratio = with readers / idle.\n",
           "| server | path | idle p50 / p99 ms | with readers p50 / p99 ms | ratio p50 / p99 | "
           "failed |",
           "|---|---|--:|--:|--:|--:|"]
@@ -435,7 +446,7 @@ def main():
         "cpu": h.cpu_model(), "ncpu": os.cpu_count(), "kernel": platform.release(),
         "rounds": ROUNDS, "shapes": SHAPES, "readers": READERS, "rate": RATE,
         "duration_s": DURATION, "lat_readers": LAT_READERS, "lat_rate": LAT_RATE,
-        "lat_duration_s": LAT_DURATION, "idle_probes": IDLE_PROBES, "sample_s": SAMPLE_S,
+        "lat_duration_s": LAT_DURATION, "sample_s": SAMPLE_S,
         "probe_every_s": PROBE_EVERY_S, "tick_s": TICK_S, "client_mss": CLIENT_MSS,
         "client_rcvbuf": CLIENT_RCVBUF, "server_cpu": h.SERVER_CPU,
         "client_cpu": h.CLIENT_CPU, "loadavg_at_start": loadavg,
@@ -448,12 +459,12 @@ def main():
 
 def report_only():
     """REPORT_ONLY=1: rewrite slow-readers.md (and the summary in its JSON) from its rounds."""
-    global READERS, RATE, LAT_READERS, LAT_RATE, IDLE_PROBES, SAMPLE_S, PROBE_EVERY_S, TICK_S
+    global READERS, RATE, LAT_READERS, LAT_RATE, SAMPLE_S, PROBE_EVERY_S, TICK_S
     global CLIENT_MSS, CLIENT_RCVBUF
     data = json.loads((h.OUT_DIR / "slow-readers.json").read_text())
     m = data["meta"]
     READERS, RATE, LAT_READERS, LAT_RATE = m["readers"], m["rate"], m["lat_readers"], m["lat_rate"]
-    IDLE_PROBES, SAMPLE_S, PROBE_EVERY_S = m["idle_probes"], m["sample_s"], m["probe_every_s"]
+    SAMPLE_S, PROBE_EVERY_S = m["sample_s"], m["probe_every_s"]
     TICK_S, CLIENT_MSS, CLIENT_RCVBUF = m["tick_s"], m["client_mss"], m["client_rcvbuf"]
     h.SERVER_CPU, h.CLIENT_CPU = m["server_cpu"], m["client_cpu"]
     write_reports(m, data["rounds"], list(data["servers"]), data.get("skipped", {}))

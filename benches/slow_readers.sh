@@ -12,7 +12,7 @@
 #
 # Writes benches/results/slow-readers.{md,json}. Knobs (environment): ROUNDS, SHAPES
 # (memory,latency), READERS, RATE (bytes/s), DURATION, LAT_READERS, LAT_RATE, LAT_DURATION,
-# IDLE_PROBES, SAMPLE_S, PROBE_EVERY_S, TICK_S, CLIENT_MSS, CLIENT_RCVBUF, SERVERS, SERVER_CPU,
+# SAMPLE_S, PROBE_EVERY_S, TICK_S, CLIENT_MSS, CLIENT_RCVBUF, SERVERS, SERVER_CPU,
 # CLIENT_CPU, BASE_PORT, OUT_DIR, SLOW_WORK_BIN. See benches/README.md, "Slow readers".
 set -euo pipefail
 
