@@ -37,7 +37,7 @@ from inflight import WAIT_LIMIT, run_delay_s  # noqa: E402  (schedstat: waiting 
 
 QUICK = h.QUICK
 ROUNDS = h.env_int("ROUNDS", 1 if QUICK else 3)
-DURATION = h.env_int("DURATION", 2 if QUICK else 8)  # whole seconds per size (wrk's unit)
+DURATION = h.env_int("DURATION", 2 if QUICK else 6)  # whole seconds per size (wrk's unit)
 WARMUP = h.env_int("WARMUP", 1)
 CONNS = h.env_int("CONNS", 16)
 SIZES = [int(n) for n in os.environ.get("SIZES", ",".join(map(str, h.BLOB_SIZES))).split(",")]

@@ -4,7 +4,7 @@
 # examples/slow_work against the floor, hyper, axum, actix-web, Go + chi and nginx; GET / latency
 # during that load against idle.
 #
-#   benches/large.sh              3 interleaved rounds x 8 s per size, about 5 min
+#   benches/large.sh              3 interleaved rounds x 6 s per size, about 6 min
 #   QUICK=1 benches/large.sh      1 round x 2 s per size
 #
 # Writes benches/results/large.{md,json}. Knobs (environment): ROUNDS, DURATION, WARMUP, CONNS

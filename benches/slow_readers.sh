@@ -7,8 +7,8 @@
 #   latency  20 clients read it at 200 KB/s: GET / and GET /health latency on fresh
 #            connections, against the idle server's.
 #
-#   benches/slow_readers.sh           1 round, 15 s + 8 s per server, about 4 min
-#   QUICK=1 benches/slow_readers.sh   6 s + 4 s per server
+#   benches/slow_readers.sh           1 round, 12 s + 2 x 6 s per server, about 4 min
+#   QUICK=1 benches/slow_readers.sh   6 s + 2 x 3 s per server
 #
 # Writes benches/results/slow-readers.{md,json}. Knobs (environment): ROUNDS, SHAPES
 # (memory,latency), READERS, RATE (bytes/s), DURATION, LAT_READERS, LAT_RATE, LAT_DURATION,
