@@ -212,8 +212,18 @@ def blob_servers():
         argv=lambda p: lameduck_argv(SLOW_WORK_BIN, p), bin=SLOW_WORK_BIN, stop=signal.SIGTERM,
         what="lameduck's examples/slow_work (mio, one thread; /blob one shared allocation), "
              "--shutdown-delay 0")}
-    for name in ("floor", "hyper", "axum", "actix", "go-chi", "nginx"):
-        specs[name] = SERVERS[name]
+    how = {
+        "floor": "minimal C epoll responder; writev of the head and a pointer into one static "
+                 "buffer, the rest queued by reference after a short write",
+        "hyper": "hyper 1.x http1, tokio current-thread; a Bytes slice of one allocation",
+        "axum": "axum 0.8, tokio current-thread; a Bytes slice of one allocation",
+        "actix": "actix-web 4, workers(1); a web::Bytes of one allocation, which actix-web's "
+                 "encoder copies into the connection's write buffer",
+        "go-chi": "Go net/http + chi, GOMAXPROCS=1; a slice of one package-level []byte",
+        "nginx": "nginx, one process; one file per size (page cache), sendfile on",
+    }
+    for name, what in how.items():
+        specs[name] = dict(SERVERS[name], what=what)
     return specs
 
 
