@@ -5,11 +5,11 @@
 #   docker build -t lameduck:0.1.0 .
 #   docker run --rm -p 8080:8080 lameduck:0.1.0
 #
-# No Docker engine runs on the project's machines, so this file is never built in CI. What it
-# assumes (a static binary that needs no libc, no shell, no `cat`, no writable root, only /tmp) is
-# proven instead by tests/scratch_root.rs, which builds the same binary with the same script
-# (tests/deploy.rs checks that this file calls it), copies it into an empty directory and runs
-# the server and its probe there under chroot as uid 65532.
+# CI builds and runs this image with a real engine (podman with runc): tests/podman.rs builds the
+# runtime stage below, instruction for instruction, on the binary deploy/build-static.sh makes (the
+# script this file's build stage runs, as tests/deploy.rs checks), then runs it as the manifest
+# does, stops it, and plays deploy/kubernetes.yaml. Only the build stage does not run there: its
+# base image cannot be pulled in CI (no registry access).
 
 # ---------------------------------------------------------------------------------------------
 # Build stage.
@@ -38,21 +38,24 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     deploy/build-static.sh >/tmp/built \
  && read -r bin size </tmp/built \
- && install -D -m 0555 "$bin" /out/lameduck
+ && install -D -m 0555 "$bin" /out/rootfs/lameduck
 
-# `scratch` has no /tmp, and COPY cannot create an empty directory, so make one here. Owned by
-# the runtime uid and sticky + world-writable (1777, like a normal /tmp) so the liveness file can
-# be written whichever uid an orchestrator chooses to run us as.
-RUN install -d -m 1777 -o 65532 -g 65532 /out/tmp
+# The image's whole root file system is laid out here, because `scratch` has no shell to do it:
+# besides the binary, an empty /tmp (COPY cannot create an empty directory). Sticky and
+# world-writable (1777, like a normal /tmp) so the liveness file can be written whichever uid an
+# orchestrator chooses to run us as.
+RUN install -d -m 1777 /out/rootfs/tmp
 
 # ---------------------------------------------------------------------------------------------
 # Runtime stage: nothing but the binary and an empty /tmp. No shell, no libc, no package manager,
 # no CA bundle or tzdata (the server needs none): the smallest possible attack surface.
 FROM scratch
 
-COPY --from=build /out/lameduck /lameduck
-# COPY resets ownership to root unless told otherwise; keep /tmp owned by the runtime user.
-COPY --from=build --chown=65532:65532 /out/tmp /tmp
+# One COPY of the directory's contents, which keeps each entry's mode. (`COPY /out/tmp /tmp`
+# copies only what is inside /out/tmp and creates /tmp itself 0755: podman did, the first time
+# a real engine built this file.) Everything is owned by root, COPY's default: the runtime user
+# can write in /tmp but cannot replace its own binary.
+COPY --from=build /out/rootfs/ /
 
 # Numeric uid:gid because scratch has no /etc/passwd to look a name up in, and because
 # Kubernetes' runAsNonRoot can only verify a numeric user. 65532 is the conventional "nonroot"

@@ -180,41 +180,27 @@ impl Config {
             self.check(flag)?;
         }
         if self.max_uri_bytes > self.max_header_bytes {
-            return Err(ConfigError(format!(
-                "--max-uri-bytes {} is above --max-header-bytes {}: the request-target is part \
-                 of the head",
-                self.max_uri_bytes, self.max_header_bytes
-            )));
+            return Err(ConfigError::UriLimitAboveHeadLimit {
+                max_uri_bytes: self.max_uri_bytes,
+                max_header_bytes: self.max_header_bytes,
+            });
         }
         // One request may hold a whole head and a whole body; if that cannot fit in the budget,
         // an upload would wait for room that only it could free. Refused rather than stalled.
-        let one_request = (self.max_header_bytes as u64).saturating_add(self.max_body);
-        if one_request > self.buffer_budget as u64 {
-            return Err(ConfigError(format!(
-                "--max-body {} + --max-header-bytes {} = {one_request} does not fit in \
-                 --buffer-budget {}: one upload could never be taken (raise --buffer-budget or \
-                 lower --max-body)",
-                self.max_body, self.max_header_bytes, self.buffer_budget
-            )));
+        if (self.max_header_bytes as u64).saturating_add(self.max_body) > self.buffer_budget as u64
+        {
+            return Err(ConfigError::RequestExceedsBufferBudget {
+                max_body: self.max_body,
+                max_header_bytes: self.max_header_bytes,
+                buffer_budget: self.buffer_budget,
+            });
         }
-        // Checked although the bounds above keep the sum far from overflow: an overflow here
-        // would be a panic at start-up instead of a message.
-        let needed = self
-            .shutdown_delay
-            .checked_add(self.drain_timeout)
-            .and_then(|d| d.checked_add(GRACE_MARGIN))
-            .unwrap_or(Duration::MAX);
-        if needed > self.grace_period {
-            return Err(ConfigError(format!(
-                "--shutdown-delay {} + --drain-timeout {} + {} margin = {} does not fit in \
-                 --grace-period {}: the orchestrator would SIGKILL the server mid-drain \
-                 (raise --grace-period / terminationGracePeriodSeconds or shorten the others)",
-                show(self.shutdown_delay),
-                show(self.drain_timeout),
-                show(GRACE_MARGIN),
-                show(needed),
-                show(self.grace_period)
-            )));
+        if stop_time(self.shutdown_delay, self.drain_timeout) > self.grace_period {
+            return Err(ConfigError::TimingsExceedGracePeriod {
+                shutdown_delay: self.shutdown_delay,
+                drain_timeout: self.drain_timeout,
+                grace_period: self.grace_period,
+            });
         }
         Ok(())
     }
@@ -243,11 +229,23 @@ impl Config {
             "buffer-budget" => count(self.buffer_budget, MIN_BUFFER_BUDGET, MAX_BUFFER_BUDGET),
             "backlog" => within(flag, self.backlog, 1, MAX_BACKLOG, |n| n.to_string()),
             "health-path" if !self.health_path.starts_with('/') => {
-                Err(ConfigError("--health-path must start with '/'".into()))
+                Err(ConfigError::HealthPathNotAbsolute {
+                    path: self.health_path.clone(),
+                })
             }
             _ => Ok(()),
         }
     }
+}
+
+/// How long a stop may take before the orchestrator's SIGKILL must not come: the lame-duck
+/// delay, the drain timeout and [`GRACE_MARGIN`]. Added with a check although the bounds keep the
+/// sum far from overflow: an overflow would be a panic at start-up instead of a message.
+fn stop_time(shutdown_delay: Duration, drain_timeout: Duration) -> Duration {
+    shutdown_delay
+        .checked_add(drain_timeout)
+        .and_then(|d| d.checked_add(GRACE_MARGIN))
+        .unwrap_or(Duration::MAX)
 }
 
 /// `value` of `--flag` within `min..=max`, or an error that names the flag and the bound broken.
@@ -258,19 +256,22 @@ fn within<T: PartialOrd + Copy>(
     max: T,
     show: impl Fn(T) -> String,
 ) -> Result<(), ConfigError> {
-    let broken = if value < min {
-        ("below the minimum", min)
+    let flag = flag.to_string();
+    if value < min {
+        Err(ConfigError::BelowMinimum {
+            flag,
+            value: show(value),
+            minimum: show(min),
+        })
     } else if value > max {
-        ("above the maximum", max)
+        Err(ConfigError::AboveMaximum {
+            flag,
+            value: show(value),
+            maximum: show(max),
+        })
     } else {
-        return Ok(());
-    };
-    Err(ConfigError(format!(
-        "--{flag}: {} is {} {}",
-        show(value),
-        broken.0,
-        show(broken.1)
-    )))
+        Ok(())
+    }
 }
 
 /// Everything `lameduck live` can be told.
@@ -312,13 +313,183 @@ pub enum Command {
     Version,
 }
 
-/// A bad flag, value or combination; the message names it. Exit code 2.
+/// Why a command line or a [`Config`] was refused: one variant per kind of refusal, each with what
+/// was refused. Its message (`Display`) names the flag, or the environment variable the value
+/// came from; the binary prints it and exits 2. Flag names are kept without their leading `--`.
+/// Non-exhaustive: a later version may refuse something new, so a `match` needs a `_` arm.
+///
+/// [`Server::bind`](crate::Server::bind) refuses a `Config` with an `io::Error` of kind
+/// `InvalidInput` that carries the `ConfigError` itself, so an embedder can tell the refusals
+/// apart:
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{Config, ConfigError, Server};
+///
+/// let config = Config {
+///     addr: ([127, 0, 0, 1], 0).into(),
+///     drain_timeout: Duration::from_secs(60),
+///     ..Config::default()
+/// };
+/// let error = Server::bind(config).err().expect("60 s of drain do not fit in 30 s of grace");
+/// match error.get_ref().and_then(|e| e.downcast_ref::<ConfigError>()) {
+///     Some(ConfigError::TimingsExceedGracePeriod { grace_period, .. }) => {
+///         assert_eq!(*grace_period, Duration::from_secs(30));
+///     }
+///     other => panic!("expected the grace-period refusal, got {other:?}"),
+/// }
+/// assert!(error.to_string().starts_with("--shutdown-delay 5s + --drain-timeout 60s"));
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An argument that is not a flag (no leading `--`), where only flags may come.
+    UnexpectedArgument {
+        /// The argument as given.
+        argument: String,
+    },
+    /// A flag the command (`serve` or `live`) does not know.
+    UnknownFlag {
+        /// The flag's name.
+        flag: String,
+    },
+    /// A flag at the end of the command line, without its value.
+    MissingValue {
+        /// The flag's name.
+        flag: String,
+    },
+    /// A value that does not parse as what its flag takes.
+    InvalidValue {
+        /// The flag's name.
+        flag: String,
+        /// The value as given.
+        value: String,
+        /// What the flag takes, as the message says it ("a duration like 500ms, 5s or 2m").
+        expected: &'static str,
+    },
+    /// A value below its flag's lower bound (the flag's documentation gives the bound's reason).
+    BelowMinimum {
+        /// The flag's name.
+        flag: String,
+        /// The value, written as the message shows it (`0s`, `63`).
+        value: String,
+        /// The bound, written the same way.
+        minimum: String,
+    },
+    /// A value above its flag's upper bound.
+    AboveMaximum {
+        /// The flag's name.
+        flag: String,
+        /// The value, written as the message shows it (`604801s`, `1000001`).
+        value: String,
+        /// The bound, written the same way.
+        maximum: String,
+    },
+    /// `--health-path` that does not start with `/`: no request-target could ever match it.
+    HealthPathNotAbsolute {
+        /// The path as given.
+        path: String,
+    },
+    /// `--max-uri-bytes` above `--max-header-bytes`: the request-target is part of the head, so
+    /// the larger limit could never apply.
+    UriLimitAboveHeadLimit {
+        /// `--max-uri-bytes`.
+        max_uri_bytes: usize,
+        /// `--max-header-bytes`.
+        max_header_bytes: usize,
+    },
+    /// `--max-body` + `--max-header-bytes` more than `--buffer-budget`: one upload could never
+    /// be taken, since it would wait for room only it could free.
+    RequestExceedsBufferBudget {
+        /// `--max-body`.
+        max_body: u64,
+        /// `--max-header-bytes`.
+        max_header_bytes: usize,
+        /// `--buffer-budget`.
+        buffer_budget: usize,
+    },
+    /// `--shutdown-delay` + `--drain-timeout` + [`GRACE_MARGIN`] longer than `--grace-period`:
+    /// the orchestrator would SIGKILL the server mid-drain.
+    TimingsExceedGracePeriod {
+        /// `--shutdown-delay`.
+        shutdown_delay: Duration,
+        /// `--drain-timeout`.
+        drain_timeout: Duration,
+        /// `--grace-period`.
+        grace_period: Duration,
+    },
+    /// A value from an environment variable, refused as `error` says. Not a
+    /// [`source`](std::error::Error::source): the message already includes `error`'s.
+    FromEnvironment {
+        /// The variable's name (`PORT`, `LAMEDUCK_MAX_CONNS`, …).
+        variable: &'static str,
+        /// Why its value was refused.
+        error: Box<ConfigError>,
+    },
+}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ConfigError::UnexpectedArgument { argument } => {
+                write!(f, "unexpected argument '{argument}' (see --help)")
+            }
+            ConfigError::UnknownFlag { flag } => write!(f, "unknown flag --{flag} (see --help)"),
+            ConfigError::MissingValue { flag } => write!(f, "--{flag} needs a value"),
+            ConfigError::InvalidValue {
+                flag,
+                value,
+                expected,
+            } => write!(f, "--{flag}: invalid value '{value}': expected {expected}"),
+            ConfigError::BelowMinimum {
+                flag,
+                value,
+                minimum,
+            } => write!(f, "--{flag}: {value} is below the minimum {minimum}"),
+            ConfigError::AboveMaximum {
+                flag,
+                value,
+                maximum,
+            } => write!(f, "--{flag}: {value} is above the maximum {maximum}"),
+            ConfigError::HealthPathNotAbsolute { .. } => {
+                f.write_str("--health-path must start with '/'")
+            }
+            ConfigError::UriLimitAboveHeadLimit {
+                max_uri_bytes,
+                max_header_bytes,
+            } => write!(
+                f,
+                "--max-uri-bytes {max_uri_bytes} is above --max-header-bytes \
+                 {max_header_bytes}: the request-target is part of the head"
+            ),
+            ConfigError::RequestExceedsBufferBudget {
+                max_body,
+                max_header_bytes,
+                buffer_budget,
+            } => write!(
+                f,
+                "--max-body {max_body} + --max-header-bytes {max_header_bytes} = {} does not fit \
+                 in --buffer-budget {buffer_budget}: one upload could never be taken (raise \
+                 --buffer-budget or lower --max-body)",
+                *max_body + *max_header_bytes as u64
+            ),
+            ConfigError::TimingsExceedGracePeriod {
+                shutdown_delay,
+                drain_timeout,
+                grace_period,
+            } => write!(
+                f,
+                "--shutdown-delay {} + --drain-timeout {} + {} margin = {} does not fit in \
+                 --grace-period {}: the orchestrator would SIGKILL the server mid-drain \
+                 (raise --grace-period / terminationGracePeriodSeconds or shorten the others)",
+                show(*shutdown_delay),
+                show(*drain_timeout),
+                show(GRACE_MARGIN),
+                show(stop_time(*shutdown_delay, *drain_timeout)),
+                show(*grace_period)
+            ),
+            ConfigError::FromEnvironment { variable, error } => write!(f, "{variable}: {error}"),
+        }
     }
 }
 
@@ -392,16 +563,14 @@ where
             _ => {}
         }
         let Some(flag) = arg.strip_prefix("--") else {
-            return Err(ConfigError(format!(
-                "unexpected argument '{arg}' (see --help)"
-            )));
+            return Err(ConfigError::UnexpectedArgument { argument: arg });
         };
         let (name, value) = match flag.split_once('=') {
             Some((name, value)) => (name.to_string(), value.to_string()),
             None => {
-                let value = args
-                    .next()
-                    .ok_or_else(|| ConfigError(format!("--{flag} needs a value")))?;
+                let value = args.next().ok_or_else(|| ConfigError::MissingValue {
+                    flag: flag.to_string(),
+                })?;
                 (flag.to_string(), value)
             }
         };
@@ -493,29 +662,34 @@ fn apply_env_then_flags<F, E>(
     apply: &mut F,
     flags: &[(String, String)],
     env: &E,
-    table: &[(&str, &str)],
+    table: &[(&str, &'static str)],
 ) -> Result<(), ConfigError>
 where
     F: FnMut(&str, &str) -> Result<bool, ConfigError>,
     E: Fn(&str) -> Option<String>,
 {
-    for (name, var) in table {
-        if let Some(value) = env(var) {
-            apply(name, &value).map_err(|e| ConfigError(format!("{var}: {e}")))?;
+    for &(name, variable) in table {
+        if let Some(value) = env(variable) {
+            apply(name, &value).map_err(|error| ConfigError::FromEnvironment {
+                variable,
+                error: Box::new(error),
+            })?;
         }
     }
     for (name, value) in flags {
         if !apply(name, value)? {
-            return Err(ConfigError(format!("unknown flag --{name} (see --help)")));
+            return Err(ConfigError::UnknownFlag { flag: name.clone() });
         }
     }
     Ok(())
 }
 
-fn invalid(name: &str, value: &str, expected: &str) -> ConfigError {
-    ConfigError(format!(
-        "--{name}: invalid value '{value}': expected {expected}"
-    ))
+fn invalid(name: &str, value: &str, expected: &'static str) -> ConfigError {
+    ConfigError::InvalidValue {
+        flag: name.to_string(),
+        value: value.to_string(),
+        expected,
+    }
 }
 
 fn parse_number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, ConfigError> {
@@ -601,20 +775,131 @@ mod tests {
     #[test]
     fn bad_values_name_the_flag() {
         let err = parse(&["--port", "http"], &[]).unwrap_err();
-        assert!(err.0.contains("--port"), "{err}");
+        assert!(err.to_string().contains("--port"), "{err}");
         let err = parse(&["--shutdown-delay=soon"], &[]).unwrap_err();
-        assert!(err.0.contains("--shutdown-delay"), "{err}");
+        assert!(err.to_string().contains("--shutdown-delay"), "{err}");
         let err = parse(&["--bogus", "1"], &[]).unwrap_err();
-        assert!(err.0.contains("--bogus"), "{err}");
+        assert!(err.to_string().contains("--bogus"), "{err}");
         let err = parse(&[], &[("PORT", "x")]).unwrap_err();
-        assert!(err.0.contains("PORT"), "{err}");
+        assert!(err.to_string().contains("PORT"), "{err}");
+    }
+
+    /// One case per kind of refusal: the variant an embedder matches on, and the message the
+    /// binary prints, word for word as before `ConfigError` was an enum (scripts and
+    /// tests/config.rs read it).
+    #[test]
+    fn each_refusal_is_its_own_variant_with_its_message() {
+        /// Arguments, environment, the refusal, its message.
+        type Case = (
+            &'static [&'static str],
+            &'static [(&'static str, &'static str)],
+            ConfigError,
+            &'static str,
+        );
+        let s = String::from;
+        let cases: &[Case] = &[
+            (
+                &["foo"],
+                &[],
+                ConfigError::UnexpectedArgument { argument: s("foo") },
+                "unexpected argument 'foo' (see --help)",
+            ),
+            (
+                &["--bogus", "1"],
+                &[],
+                ConfigError::UnknownFlag { flag: s("bogus") },
+                "unknown flag --bogus (see --help)",
+            ),
+            (
+                &["--port"],
+                &[],
+                ConfigError::MissingValue { flag: s("port") },
+                "--port needs a value",
+            ),
+            (
+                &["--addr", "nope"],
+                &[],
+                ConfigError::InvalidValue {
+                    flag: s("addr"),
+                    value: s("nope"),
+                    expected: "an IP address",
+                },
+                "--addr: invalid value 'nope': expected an IP address",
+            ),
+            (
+                &["--heartbeat", "0"],
+                &[],
+                ConfigError::BelowMinimum {
+                    flag: s("heartbeat"),
+                    value: s("0s"),
+                    minimum: s("1ms"),
+                },
+                "--heartbeat: 0s is below the minimum 1ms",
+            ),
+            (
+                &["--max-conns", "1000001"],
+                &[],
+                ConfigError::AboveMaximum {
+                    flag: s("max-conns"),
+                    value: s("1000001"),
+                    maximum: s("1000000"),
+                },
+                "--max-conns: 1000001 is above the maximum 1000000",
+            ),
+            (
+                &["--health-path", "health"],
+                &[],
+                ConfigError::HealthPathNotAbsolute { path: s("health") },
+                "--health-path must start with '/'",
+            ),
+            (
+                &["--max-uri-bytes", "20000"],
+                &[],
+                ConfigError::UriLimitAboveHeadLimit {
+                    max_uri_bytes: 20000,
+                    max_header_bytes: 12288,
+                },
+                "--max-uri-bytes 20000 is above --max-header-bytes 12288: the request-target is \
+                 part of the head",
+            ),
+            (
+                &["--drain-timeout", "23500ms"],
+                &[],
+                ConfigError::TimingsExceedGracePeriod {
+                    shutdown_delay: Duration::from_secs(5),
+                    drain_timeout: Duration::from_millis(23500),
+                    grace_period: Duration::from_secs(30),
+                },
+                "--shutdown-delay 5s + --drain-timeout 23500ms + 2s margin = 30500ms does not fit \
+                 in --grace-period 30s: the orchestrator would SIGKILL the server mid-drain \
+                 (raise --grace-period / terminationGracePeriodSeconds or shorten the others)",
+            ),
+            (
+                &[],
+                &[("PORT", "x")],
+                ConfigError::FromEnvironment {
+                    variable: "PORT",
+                    error: Box::new(ConfigError::InvalidValue {
+                        flag: s("port"),
+                        value: s("x"),
+                        expected: "a non-negative whole number in range",
+                    }),
+                },
+                "PORT: --port: invalid value 'x': expected a non-negative whole number in range",
+            ),
+        ];
+        for (args, env, variant, message) in cases {
+            let err = parse(args, env).unwrap_err();
+            assert_eq!(&err, variant, "{args:?} {env:?}");
+            assert_eq!(err.to_string(), *message, "{args:?} {env:?}");
+        }
     }
 
     #[test]
     fn grace_period_must_hold_delay_and_drain() {
         assert!(parse(&["--drain-timeout", "23s"], &[]).is_ok());
         let err = parse(&["--drain-timeout", "24s"], &[]).unwrap_err();
-        assert!(err.0.contains("--grace-period"), "{err}");
+        assert!(err.to_string().contains("--grace-period"), "{err}");
         assert!(parse(&["--drain-timeout", "24s", "--grace-period", "31s"], &[]).is_ok());
     }
 
@@ -707,9 +992,24 @@ mod tests {
             ),
         ] {
             let err = parse(args, &[]).unwrap_err();
-            assert!(err.0.starts_with(named), "{args:?}: {err}");
-            assert!(err.0.contains(broken), "{args:?}: {err}");
+            assert!(err.to_string().starts_with(named), "{args:?}: {err}");
+            assert!(err.to_string().contains(broken), "{args:?}: {err}");
         }
+    }
+
+    /// One whole request (the largest head and body) must fit in the budget, or an upload could
+    /// wait for room only it could free: refused at start, naming both flags.
+    #[test]
+    fn one_request_must_fit_in_the_buffer_budget() {
+        let err = parse(&["--buffer-budget", "65536"], &[]).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::RequestExceedsBufferBudget { .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("--max-body 1048576"), "{message}");
+        assert!(message.contains("--buffer-budget 65536"), "{message}");
+        assert!(parse(&["--buffer-budget", "65536", "--max-body", "50000"], &[]).is_ok());
     }
 
     #[test]
@@ -724,7 +1024,7 @@ mod tests {
         let ok = |args: &[&str]| assert!(parse(args, &[]).is_ok(), "{args:?}");
         ok(&["--max-conns", "1000000"]);
         ok(&["--max-conns", "1"]);
-        ok(&["--max-body", "1073741824"]);
+        ok(&["--max-body", "1073741824", "--buffer-budget", "2147483648"]);
         ok(&["--max-body", "0"]);
         ok(&[
             "--max-header-bytes",
@@ -755,7 +1055,7 @@ mod tests {
             &[],
         )
         .unwrap_err();
-        assert!(err.0.contains("--grace-period"), "{err}");
+        assert!(err.to_string().contains("--grace-period"), "{err}");
         // A `Config` built in code is held to the same bounds, without overflowing.
         let config = Config {
             shutdown_delay: Duration::MAX,
@@ -763,22 +1063,24 @@ mod tests {
             ..Config::default()
         };
         assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .0
-                .starts_with("--shutdown-delay")
+            matches!(
+                config.validate(),
+                Err(ConfigError::AboveMaximum { flag, .. }) if flag == "shutdown-delay"
+            ),
+            "{:?}",
+            config.validate()
         );
         let config = Config {
             max_header_bytes: usize::MAX,
             ..Config::default()
         };
         assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .0
-                .starts_with("--max-header-bytes")
+            matches!(
+                config.validate(),
+                Err(ConfigError::AboveMaximum { flag, .. }) if flag == "max-header-bytes"
+            ),
+            "{:?}",
+            config.validate()
         );
     }
 
@@ -786,11 +1088,12 @@ mod tests {
     fn target_limit_must_fit_in_the_head_limit() {
         let err = parse(&["--max-uri-bytes", "12289"], &[]).unwrap_err();
         assert!(
-            err.0.contains("--max-uri-bytes") && err.0.contains("--max-header-bytes"),
+            err.to_string().contains("--max-uri-bytes")
+                && err.to_string().contains("--max-header-bytes"),
             "{err}"
         );
         let err = parse(&["--max-header-bytes", "4096"], &[]).unwrap_err();
-        assert!(err.0.contains("--max-uri-bytes"), "{err}");
+        assert!(err.to_string().contains("--max-uri-bytes"), "{err}");
         assert!(
             parse(
                 &["--max-header-bytes", "4096", "--max-uri-bytes", "4096"],
@@ -817,10 +1120,16 @@ mod tests {
             ("LAMEDUCK_HEALTH_PATH", "health", "--health-path"),
         ] {
             let err = parse(&[], &[(var, value)]).unwrap_err();
-            assert!(err.0.starts_with(&format!("{var}: {flag}")), "{err}");
+            assert!(
+                err.to_string().starts_with(&format!("{var}: {flag}")),
+                "{err}"
+            );
         }
         let err = parse(&["live"], &[("LAMEDUCK_MAX_AGE", "0")]).unwrap_err();
-        assert!(err.0.starts_with("LAMEDUCK_MAX_AGE: --max-age"), "{err}");
+        assert!(
+            err.to_string().starts_with("LAMEDUCK_MAX_AGE: --max-age"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -81,7 +81,7 @@ const LINGER_DISCARD_BYTES: usize = 64 * 1024;
 /// `write`, and the constant answers cached whole, see [`Encoder`]); larger ones are written
 /// from where they live, after the head. A copy of a kilobyte costs less than a second `iovec`
 /// and a second pass through the kernel's copy loop.
-const INLINE_BODY_BYTES: u64 = 1024;
+const INLINE_BODY_BYTES: usize = 1024;
 
 /// What a connection needs from its byte stream: a mio `TcpStream` in the server; an in-memory
 /// stream in the fuzzer and the allocation test, which drive the whole state machine without a
@@ -1073,7 +1073,8 @@ impl<S: Transport> Connection<S> {
         if persistence == Persistence::Close {
             self.state = State::Closing;
         }
-        let inline = response.body().len() <= Some(INLINE_BODY_BYTES);
+        // (A stream is never inline: its bytes are not here yet.)
+        let inline = (response.body().as_bytes()).is_some_and(|b| b.len() <= INLINE_BODY_BYTES);
         if to.head_only || inline {
             // A HEAD's stream, dropped with the response, tells its producer nobody listens.
             return match framing {
@@ -1127,8 +1128,13 @@ impl<S: Transport> Connection<S> {
     fn write_out<H>(&mut self, fresh: &mut Encoder, ctx: &Context<'_, H>) -> io::Result<()> {
         let mut fresh_at = 0;
         let result = loop {
-            if let Err(e) = self.next_piece(ctx) {
-                break Err(e);
+            // A stream's next piece (and its chunk framing, which goes in the queue) only once
+            // everything before the body is out: the framing must follow the head.
+            let before_body = self.unsent.len() + fresh.bytes.len() - fresh_at;
+            if before_body == 0 {
+                if let Err(e) = self.next_piece(ctx) {
+                    break Err(e);
+                }
             }
             let body = match &self.exchange {
                 Exchange::Body(body) => body.rest(),

@@ -69,7 +69,7 @@ mod stream;
 mod upgrade;
 
 pub use codec::{Body, Chunk, Request, Response};
-pub use config::{Command, Config, LiveConfig};
+pub use config::{Command, Config, ConfigError, LiveConfig};
 pub use handler::{Call, Handler, Reply};
 pub use pool::{Pool, PoolHandler};
 pub use server::{Outcome, Server};

@@ -1,12 +1,13 @@
-//! SIGTERM, SIGINT and SIGUSR2 as a pollable source in the loop's `mio::Poll`, every delivery counted, in
-//! the order the handlers ran, and the process's own dispositions given back when it is dropped.
+//! SIGTERM, SIGINT and SIGUSR2 as a pollable source in each server's `mio::Poll`: every delivery
+//! counted, in the order the handlers ran, for every live server in the process; and, once none is
+//! live, the signals acting as they did before the first one.
 //!
 //! # Why a byte per signal
 //!
 //! The lifecycle counts: the first signal starts the stop, a second one ends the process at once.
 //! A flag per signal ("SIGTERM happened since you last looked"), which is what signal-hook-mio's
 //! `Signals` keeps, folds two deliveries that reach us before the loop looks into one, and hands
-//! back SIGINT before SIGTERM whatever their order. So the handler writes one byte, the signal's
+//! back SIGINT before SIGTERM whatever their order. So the action writes one byte, the signal's
 //! number, to a non-blocking socket pair whose other end the loop polls: the bytes are the
 //! deliveries, in order. If the socket's buffer is full (hundreds of kilobytes of signals nobody
 //! read), further bytes are dropped rather than blocking a handler; the lifecycle only ever needs
@@ -17,27 +18,49 @@
 //! SIGTERM and SIGINT are both pending, the kernel picks the order in which their handlers run.
 //! "Counted and ordered" is therefore about deliveries, which is as far as a process can know.
 //!
-//! # Why raw `sigaction(2)` and not signal-hook
+//! # One action per signal, through signal-hook's registry
 //!
-//! A [`SignalSource`] may be dropped while the process goes on: an embedding program that ran a
-//! `Server` must then stop on SIGTERM as it would have without us. signal-hook's registry cannot
-//! do that: unregistering its last action leaves its OS-level handler installed (SIGTERM is then
-//! silently swallowed), and since it remembers having installed one, a disposition restored
-//! behind its back would never be replaced again, breaking the next registration. So we call
-//! `sigaction(2)` ourselves, keep what it returns, and put it back on drop.
+//! Signals belong to the process; a `Server` belongs to whoever embeds it, and there may be
+//! several (a public and an admin port, say). So the first [`SignalSource`] registers one action
+//! per signal with `signal_hook::low_level::register`, once per process, never removed, and every
+//! `SignalSource` after that only puts its socket in the table the actions read (`LIVE`), and
+//! takes it out again when dropped. Why this shape:
 //!
-//! # The handler and the socket's lifetime
+//! - **Other handlers keep working.** signal-hook's registry chains: a handler installed before
+//!   ours (through signal-hook, or with plain `sigaction(2)`) still runs, and so do actions other
+//!   libraries register after ours. A hand-written `sigaction(2)` would replace the first kind,
+//!   and putting its disposition back on drop would destroy the second.
+//! - **Several servers at once.** The action writes to every socket in the table, so one
+//!   SIGTERM drains every live server.
+//! - **After the last server is gone, the process acts as before.** The registry cannot give a
+//!   disposition back (unregistering its last action leaves its handler installed), so instead
+//!   the action does, for a delivery no server takes, what the disposition it found would have
+//!   done: where that was the default, `signal_hook::low_level::emulate_default_handler`
+//!   (SIGTERM, SIGINT and SIGUSR2 then end the process, by that signal: a shell sees 143 for
+//!   SIGTERM); where it was ignored, nothing; where it was someone else's handler, nothing
+//!   either, since the registry runs that handler anyway.
 //!
-//! The handler is async-signal-safe: two atomics, one `write(2)`, `errno` saved and restored. It
-//! finds the socket through `WRITE_END`. Only one `SignalSource` exists at a time, because
-//! signals belong to the process, not to a `Server`. A handler can still be running on another
-//! thread when drop restores the old disposition, so drop clears `WRITE_END` and waits until
-//! `IN_HANDLER` is back to zero before the socket closes: a late handler never writes into a
-//! descriptor number that may already name someone else's file.
+//! What this cannot do. The registry does not tell who else is registered, so an action that
+//! another library registers *after* the first `SignalSource`, for a signal whose disposition
+//! was the default, does not keep the process alive once no server is live: ours runs first and
+//! ends the process, as the default would have. Registered before the first `Server::bind`, it
+//! does: ours then finds signal-hook's handler, not the default, and leaves the signal to it.
+//! And a signal ignored at start-up is handled from the first registration on, so a program
+//! exec'd later starts with the default disposition for it instead of inheriting `SIG_IGN`.
+//!
+//! # The action and the socket's lifetime
+//!
+//! The action is async-signal-safe: atomics, one `write(2)` per live server, and
+//! `emulate_default_handler` (which signal-hook documents as async-signal-safe); signal-hook's
+//! handler saves and restores `errno` around it. A `SignalSource` is in the table from `new` to
+//! its drop. An action can still be running on another thread when drop takes its socket out,
+//! so drop waits until `IN_ACTION` is back to zero before the socket closes: a late action
+//! never writes into a descriptor number that may already name someone else's file.
 
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::ptr;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering::SeqCst};
 
 use libc::c_int;
@@ -64,7 +87,7 @@ impl Signal {
         }
     }
 
-    /// The signal whose number the handler wrote as `byte`.
+    /// The signal whose number the action wrote as `byte`.
     fn from_byte(byte: u8) -> Option<Signal> {
         HANDLED
             .iter()
@@ -73,57 +96,104 @@ impl Signal {
     }
 }
 
-/// The signals we take over, with their numbers (each fits the byte the handler writes).
+/// The signals we register an action for, with their numbers (each fits the byte the action
+/// writes).
 const HANDLED: [(c_int, Signal); 3] = [
     (libc::SIGTERM, Signal::Term),
     (libc::SIGINT, Signal::Int),
     (libc::SIGUSR2, Signal::Upgrade),
 ];
 
-/// The descriptor the handler writes to: the live [`SignalSource`]'s write end, or -1 when there
-/// is none. Claiming it (-1 → fd) is what makes a `SignalSource` the only one.
-static WRITE_END: AtomicI32 = AtomicI32::new(-1);
+/// Most [`SignalSource`]s, and so `Server`s, live in one process at once. A fixed table is what a
+/// signal handler can read without allocating or locking, and the action scans all of it on
+/// every delivery. 64 is far more servers than one process has reason to run (a public and an
+/// admin port is the usual case), and 64 atomic loads cost nothing beside the write(2)s.
+const MAX_LIVE: usize = 64;
 
-/// How many handler invocations are running right now, on any thread.
-static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
+/// A free entry of [`LIVE`].
+const FREE: RawFd = -1;
 
-/// The installed handlers and their pollable socket.
+/// The write ends of the live sources' socket pairs, one per entry, [`FREE`] where there is none.
+/// Taking an entry (`FREE` → fd) makes a source live; its drop gives it back.
+static LIVE: [AtomicI32; MAX_LIVE] = [const { AtomicI32::new(FREE) }; MAX_LIVE];
+
+/// How many actions are running right now, on any thread.
+static IN_ACTION: AtomicUsize = AtomicUsize::new(0);
+
+/// The outcome of registering the actions, which happens once per process: a second attempt
+/// after a partial failure would register some actions twice (two bytes per delivery).
+static REGISTERED: OnceLock<io::Result<()>> = OnceLock::new();
+
+/// What an action does with a delivery when no server is live: what the signal's disposition,
+/// as found before the action was registered, would have done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unserved {
+    /// The disposition was the default: emulate it (for our three signals, end the process).
+    Default,
+    /// The disposition was `SIG_IGN`, or a handler that signal-hook's registry now runs itself
+    /// before our action: nothing more to do.
+    Nothing,
+}
+
+impl Unserved {
+    /// What `number`'s disposition right now says to do once no server is live.
+    fn of(number: c_int) -> io::Result<Unserved> {
+        // SAFETY: sigaction is plain old data; all-zero bytes are valid, and sigaction(2) only
+        // fills it in.
+        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action only queries; `current` outlives the call.
+        syscall!(sigaction(number, ptr::null(), &mut current))?;
+        Ok(if current.sa_sigaction == libc::SIG_DFL {
+            Unserved::Default
+        } else {
+            Unserved::Nothing
+        })
+    }
+}
+
+/// One live server's share of the signals: its entry in `LIVE` and its pollable socket.
 pub struct SignalSource {
     /// The end the loop polls and reads.
     read: UnixStream,
-    /// The end the handler writes to, through [`WRITE_END`]; closed only after drop has made
-    /// sure no handler uses it.
+    /// The end the action writes to, through [`LIVE`]; closed only after drop has made sure no
+    /// action uses it.
     _write: UnixStream,
-    /// What `sigaction(2)` replaced, per entry of [`HANDLED`] (`None`: not installed).
-    previous: [Option<libc::sigaction>; HANDLED.len()],
+    /// The index of our entry in [`LIVE`].
+    entry: usize,
 }
 
 impl SignalSource {
-    /// Installs the handlers. From here on SIGTERM/SIGINT/SIGUSR2 no longer act on the process; they are
-    /// queued for the loop, until the `SignalSource` is dropped. Fails with
-    /// [`io::ErrorKind::ResourceBusy`] while another `SignalSource` is alive.
+    /// Makes this server live for SIGTERM/SIGINT/SIGUSR2: from here on, until the `SignalSource`
+    /// is dropped, each delivery is queued for its loop (and for every other live server's),
+    /// instead of acting on the process. The first call in a process registers the actions (see
+    /// the module doc). Fails if 64 sources (`MAX_LIVE`) are live already.
     pub fn new() -> io::Result<Self> {
+        if let Err(e) = REGISTERED.get_or_init(register) {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot register the signal actions: {e}"),
+            ));
+        }
         // A socket pair rather than a pipe: mio's `UnixStream` is a `Source` already, and comes
-        // non-blocking (a full buffer never blocks a handler) and close-on-exec.
+        // non-blocking (a full buffer never blocks an action) and close-on-exec.
         let (read, write) = UnixStream::pair()?;
-        WRITE_END
-            .compare_exchange(-1, write.as_raw_fd(), SeqCst, SeqCst)
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::ResourceBusy,
-                    "SIGTERM, SIGINT and SIGUSR2 are already handled by another SignalSource",
-                )
+        let entry = LIVE
+            .iter()
+            .position(|entry| {
+                entry
+                    .compare_exchange(FREE, write.as_raw_fd(), SeqCst, SeqCst)
+                    .is_ok()
+            })
+            .ok_or_else(|| {
+                io::Error::other(format!(
+                    "more than {MAX_LIVE} lameduck servers would be live in this process at once"
+                ))
             })?;
-        // From here on, dropping `source` (also on an error below) undoes what was done.
-        let mut source = SignalSource {
+        Ok(SignalSource {
             read,
             _write: write,
-            previous: [None; HANDLED.len()],
-        };
-        for (previous, &(number, _)) in source.previous.iter_mut().zip(&HANDLED) {
-            *previous = Some(install(number)?);
-        }
-        Ok(source)
+            entry,
+        })
     }
 
     /// The mio source to register.
@@ -150,102 +220,135 @@ impl SignalSource {
 }
 
 impl Drop for SignalSource {
-    /// Gives the signals back, then waits out any handler still running before the socket closes
-    /// (see the module doc).
+    /// Takes our socket out of the table, then waits out any action still running before the
+    /// socket closes (see the module doc). The actions stay registered.
     fn drop(&mut self) {
-        for (previous, &(number, _)) in self.previous.iter().zip(&HANDLED).rev() {
-            if let Some(previous) = previous {
-                // SAFETY: `previous` is a sigaction that sigaction(2) itself filled in; the null
-                // pointer says we don't want the one it replaces.
-                let _ = syscall!(sigaction(number, previous, ptr::null_mut()));
-            }
-        }
-        // A handler that loads WRITE_END after this store sees -1 and writes nothing. One that
-        // loaded it before had already counted itself in IN_HANDLER (both SeqCst), so the wait
-        // below sees it. Handlers are a single write(2): the wait is short.
-        WRITE_END.store(-1, SeqCst);
-        while IN_HANDLER.load(SeqCst) != 0 {
+        // An action that loads our entry after this store sees FREE and writes nothing. One that
+        // loaded it before had already counted itself in IN_ACTION (both SeqCst), so the wait
+        // below sees it. Actions are a few write(2)s: the wait is short.
+        LIVE[self.entry].store(FREE, SeqCst);
+        while IN_ACTION.load(SeqCst) != 0 {
             std::hint::spin_loop();
         }
     }
 }
 
-/// Makes [`on_signal`] the handler of `number` and returns the disposition it replaces.
-fn install(number: c_int) -> io::Result<libc::sigaction> {
-    // SAFETY: sigaction is plain old data; all-zero bytes are valid, and every field we rely on
-    // is set below.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_signal as extern "C" fn(c_int) as libc::sighandler_t;
-    // SA_RESTART: the rest of an embedding program keeps its blocking calls uninterrupted.
-    action.sa_flags = libc::SA_RESTART;
-    // SAFETY: `sa_mask` is a sigset_t we own. An empty mask blocks nothing extra while the
-    // handler runs (the signal being handled is blocked by the kernel as usual).
-    syscall!(sigemptyset(&mut action.sa_mask))?;
-    // SAFETY: as above; sigaction(2) only fills `previous`.
-    let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are to live sigaction values for the duration of the call.
-    syscall!(sigaction(number, &action, &mut previous))?;
-    Ok(previous)
+/// Registers [`on_signal`] for each signal of [`HANDLED`], with what to do for it when no server
+/// is live, read from its disposition just before: once registered, the disposition is
+/// signal-hook's handler, whatever it was.
+fn register() -> io::Result<()> {
+    for &(number, _) in &HANDLED {
+        let unserved = Unserved::of(number)?;
+        // SAFETY: signal-hook requires the action to be async-signal-safe. `on_signal` is: it
+        // reads and writes atomics, calls write(2), and calls emulate_default_handler, which
+        // signal-hook documents as async-signal-safe. The closure only copies two integers.
+        unsafe { signal_hook::low_level::register(number, move || on_signal(number, unserved)) }?;
+    }
+    Ok(())
 }
 
-/// The signal handler: one byte, the signal's number, to the live source's socket. Only
-/// async-signal-safe operations (lock-free atomics, write(2)), and `errno` as it was found, since
-/// the handler may interrupt code between a failing call and its look at `errno`.
-extern "C" fn on_signal(number: c_int) {
-    // SAFETY: __errno_location returns the calling thread's errno, valid for the thread's life.
-    let errno = unsafe { *libc::__errno_location() };
-    IN_HANDLER.fetch_add(1, SeqCst);
-    let fd = WRITE_END.load(SeqCst);
-    if fd >= 0 {
-        // HANDLED's numbers are below 256.
-        let byte = number as u8;
-        // SAFETY: write(2) is async-signal-safe, `byte` outlives the call, and `fd` stays open
-        // until IN_HANDLER is back to zero (see Drop). A full buffer fails with EAGAIN: that
-        // byte is dropped, as the module doc explains.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+/// The action: one byte, the signal's number, to every live source's socket; with no live
+/// source, what the disposition we replaced would have done. Only async-signal-safe operations
+/// (lock-free atomics, write(2)); signal-hook's handler keeps `errno` as it was found.
+fn on_signal(number: c_int, unserved: Unserved) {
+    IN_ACTION.fetch_add(1, SeqCst);
+    // HANDLED's numbers are below 256.
+    let byte = number as u8;
+    let mut served = false;
+    for entry in &LIVE {
+        let fd = entry.load(SeqCst);
+        if fd != FREE {
+            // SAFETY: write(2) is async-signal-safe, `byte` outlives the call, and `fd` stays
+            // open until IN_ACTION is back to zero (see Drop). A full buffer fails with EAGAIN:
+            // that byte is dropped, as the module doc explains.
+            unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+            served = true;
+        }
     }
-    IN_HANDLER.fetch_sub(1, SeqCst);
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = errno };
+    // Before emulating the default, which ends the process: a drop waiting on another thread
+    // must not wait for an action that never returns.
+    IN_ACTION.fetch_sub(1, SeqCst);
+    if !served && unserved == Unserved::Default {
+        // Can only fail for a signal signal-hook does not know; ours are all standard.
+        let _ = signal_hook::low_level::emulate_default_handler(number);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Mutex, MutexGuard};
+
     use super::*;
 
-    /// Whatever handles `number` right now.
-    fn disposition(number: c_int) -> libc::sighandler_t {
-        // SAFETY: all-zero is a valid sigaction; sigaction(2) only fills it in.
-        let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
-        // SAFETY: a null new action only queries; `current` outlives the call.
-        syscall!(sigaction(number, ptr::null(), &mut current)).expect("sigaction query");
-        current.sa_sigaction
+    /// Signals and the table are process-wide, and the lib's tests run in parallel: each test
+    /// holds this while it uses them.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> MutexGuard<'static, ()> {
+        SERIAL
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// raise(3) delivers to the calling thread before it returns, so each call is one delivery.
+    /// Only while a source is live: otherwise SIGTERM and SIGINT end the test process.
     fn raise(number: c_int) {
         // SAFETY: raise(3) takes no pointers.
         assert_eq!(unsafe { libc::raise(number) }, 0);
     }
 
-    // One test: signal dispositions are process-wide, and the lib's tests run in parallel.
     #[test]
-    fn counts_orders_restores_and_installs_again() {
-        let before = HANDLED.map(|(number, _)| disposition(number));
-        let mut source = SignalSource::new().expect("first source");
-        let second = SignalSource::new().map(|_| ()).map_err(|e| e.kind());
-        assert_eq!(second, Err(io::ErrorKind::ResourceBusy));
-
+    fn counts_and_orders_every_delivery() {
+        let _serial = serial();
+        let mut source = SignalSource::new().expect("a source");
         raise(libc::SIGTERM);
         raise(libc::SIGINT);
         raise(libc::SIGTERM);
-        assert_eq!(source.pending(), [Signal::Term, Signal::Int, Signal::Term]);
+        raise(libc::SIGUSR2);
+        assert_eq!(
+            source.pending(),
+            [Signal::Term, Signal::Int, Signal::Term, Signal::Upgrade]
+        );
         assert_eq!(source.pending(), []);
-        drop(source);
-        assert_eq!(HANDLED.map(|(number, _)| disposition(number)), before);
+    }
 
-        let mut again = SignalSource::new().expect("a source after a drop");
+    /// Regression: a second source was refused (`ResourceBusy`), so a process could run one
+    /// `Server` only.
+    #[test]
+    fn every_live_source_gets_every_delivery() {
+        let _serial = serial();
+        let mut first = SignalSource::new().expect("a first source");
+        let mut second = SignalSource::new().expect("a second source beside it");
+        raise(libc::SIGTERM);
         raise(libc::SIGINT);
-        assert_eq!(again.pending(), [Signal::Int]);
+        assert_eq!(first.pending(), [Signal::Term, Signal::Int]);
+        assert_eq!(second.pending(), [Signal::Term, Signal::Int]);
+        drop(first);
+        raise(libc::SIGINT);
+        assert_eq!(second.pending(), [Signal::Int]);
+        let mut third = SignalSource::new().expect("a source after a drop");
+        raise(libc::SIGTERM);
+        assert_eq!(second.pending(), [Signal::Term]);
+        assert_eq!(third.pending(), [Signal::Term]);
+    }
+
+    #[test]
+    fn at_most_max_live_sources_and_a_dropped_one_frees_its_entry() {
+        let _serial = serial();
+        let mut live: Vec<SignalSource> = (0..MAX_LIVE)
+            .map(|i| SignalSource::new().unwrap_or_else(|e| panic!("source {i}: {e}")))
+            .collect();
+        let Err(refused) = SignalSource::new() else {
+            panic!("a source beyond MAX_LIVE was accepted");
+        };
+        assert!(refused.to_string().contains("64"), "{refused}");
+        live.pop();
+        let mut last = SignalSource::new().expect("the freed entry is taken again");
+        raise(libc::SIGINT);
+        assert_eq!(last.pending(), [Signal::Int]);
+        assert!(
+            live.iter_mut()
+                .all(|source| source.pending() == [Signal::Int])
+        );
     }
 }

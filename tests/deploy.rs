@@ -5,8 +5,8 @@
 //! (SIGKILL mid-drain), a probe flag the binary doesn't know (every pod restarted), a readiness
 //! probe too slow to see the lame-duck 503, a uid that differs between image and pod. These
 //! tests check that arithmetic and run the manifest's exact argv and probe command against the
-//! binary. Schema validation is deploy/validate.sh; the scratch image itself is proven in
-//! tests/scratch_root.rs.
+//! binary. Schema validation is deploy/validate.sh; the image itself is built and run by podman in
+//! tests/podman.rs, and recreated as a chroot in tests/scratch_root.rs.
 
 #[path = "deploy/manifest.rs"]
 mod manifest;
@@ -16,9 +16,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use manifest::{
-    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_SHUTDOWN_DELAY, DockerIgnore, GRACE_MARGIN,
-    Manifest, dockerfile_final_stage, dockerfile_instruction, dockerfile_stages, exec_form, flag,
-    parse_duration, with_flag,
+    DEFAULT_DRAIN_TIMEOUT, DEFAULT_HEARTBEAT, DEFAULT_MAX_AGE, DEFAULT_SHUTDOWN_DELAY,
+    DockerIgnore, GRACE_MARGIN, IMAGE_ENTRIES, IMAGE_ROOT, Manifest, dockerfile_final_stage,
+    dockerfile_instruction, dockerfile_stages, exec_form, flag, parse_duration, quantity,
+    with_flag,
 };
 use support::{Lameduck, PROMPT, TempDir, get, request, run_command};
 
@@ -66,28 +67,6 @@ fn memory_limit_covers_max_conns_and_the_buffer_budget() {
         "memory limit {limit} B < 1.25 x ({AT_REST} at rest + {conns} x {PER_CONNECTION} + \
          --buffer-budget {budget}): the pod could be OOM-killed under hostile clients"
     );
-}
-
-/// A Kubernetes memory quantity in bytes (`128Mi`, `1Gi`, `500M`, or plain bytes).
-fn quantity(text: &str) -> u64 {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .unwrap_or_else(|_| panic!("quantity {text:?}"));
-    let scale = match unit {
-        "" => 1,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "k" => 1000,
-        "M" => 1000 * 1000,
-        "G" => 1000 * 1000 * 1000,
-        _ => panic!("unit of {text:?}"),
-    };
-    n * scale
 }
 
 #[test]
@@ -149,8 +128,7 @@ fn liveness_probe_execs_the_image_binary_against_the_servers_live_file() {
     );
 
     // Stale means "the loop missed several heartbeats", not one slow turn.
-    let max_age =
-        flag(&command, "--max-age").map_or(Duration::from_secs(10), |v| parse_duration(&v));
+    let max_age = flag(&command, "--max-age").map_or(DEFAULT_MAX_AGE, |v| parse_duration(&v));
     let heartbeat = m.server_duration("--heartbeat", DEFAULT_HEARTBEAT);
     assert!(
         max_age >= heartbeat * 3,
@@ -228,67 +206,81 @@ fn security_context_matches_the_scratch_image() {
     assert!(c.get("resources.requests").is_some() && c.get("resources.limits").is_some());
 }
 
+/// The image holds exactly [`IMAGE_ENTRIES`]: the runtime stage copies the build stage's
+/// [`IMAGE_ROOT`] whole, and the build stage makes exactly those entries there, with their modes.
+/// (tests/podman.rs lists the files of the image a real engine built.)
 #[test]
 fn dockerfile_ships_only_the_binary_and_tmp_from_scratch() {
-    let stage = dockerfile_final_stage();
-    assert_eq!(dockerfile_instruction(&stage, "FROM"), "scratch");
-    let copies: Vec<&str> = stage
-        .iter()
-        .filter(|(n, _)| n == "COPY")
-        .map(|(_, a)| a.as_str())
-        .collect();
-    let destinations: Vec<&str> = copies
-        .iter()
-        .map(|a| a.rsplit(' ').next().unwrap())
-        .collect();
+    let stages = dockerfile_stages();
+    let stage = stages.last().expect("the Dockerfile has a stage");
+    assert_eq!(dockerfile_instruction(stage, "FROM"), "scratch");
+    let copy = dockerfile_instruction(stage, "COPY");
+    let (from, source, destination) = copy_from(&copy);
     assert_eq!(
-        destinations,
-        ["/lameduck", "/tmp"],
-        "the image holds exactly these"
+        (source, destination),
+        (format!("{IMAGE_ROOT}/").as_str(), "/"),
+        "the image is the build stage's {IMAGE_ROOT}, copied whole: COPY {copy}"
     );
     assert!(
         stage.iter().all(|(n, _)| n != "RUN"),
         "scratch has no shell to RUN with"
     );
+    // One `install` per entry of the image's root, each with the entry's mode and kind.
+    let installs: Vec<&str> = build_stage(&stages, from)
+        .iter()
+        .filter(|(n, _)| n == "RUN")
+        .flat_map(|(_, run)| run.split("&&"))
+        .map(str::trim)
+        .filter(|command| command.contains(IMAGE_ROOT))
+        .collect();
+    let made: Vec<&str> = installs
+        .iter()
+        .map(|command| {
+            assert!(command.starts_with("install "), "{command}");
+            let target = command.rsplit(' ').next().expect("a destination");
+            target
+                .strip_prefix(&format!("{IMAGE_ROOT}/"))
+                .unwrap_or_else(|| panic!("{command}"))
+        })
+        .collect();
+    let expected: Vec<&str> = IMAGE_ENTRIES.iter().map(|e| e.path).collect();
+    assert_eq!(made, expected, "the image holds exactly these");
+    for (command, entry) in installs.iter().zip(&IMAGE_ENTRIES) {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let mode = format!("{:04o}", entry.mode);
+        assert!(
+            words.windows(2).any(|w| w == ["-m", mode.as_str()]),
+            "{} must be made with mode {mode}: {command}",
+            entry.path
+        );
+        assert_eq!(words.contains(&"-d"), entry.is_dir, "{command}");
+    }
 
-    let entrypoint = exec_form(&dockerfile_instruction(&stage, "ENTRYPOINT"));
+    let entrypoint = exec_form(&dockerfile_instruction(stage, "ENTRYPOINT"));
     assert_eq!(entrypoint, ["/lameduck"]);
-    assert_eq!(dockerfile_instruction(&stage, "STOPSIGNAL"), "SIGTERM");
-    let healthcheck = dockerfile_instruction(&stage, "HEALTHCHECK");
+    assert_eq!(dockerfile_instruction(stage, "STOPSIGNAL"), "SIGTERM");
+    let healthcheck = dockerfile_instruction(stage, "HEALTHCHECK");
     let (_, probe) = healthcheck
         .split_once("CMD ")
         .expect("HEALTHCHECK ... CMD [...]");
     assert_eq!(exec_form(probe), ["/lameduck", "live"]);
-    let expose = dockerfile_instruction(&stage, "EXPOSE");
+    let expose = dockerfile_instruction(stage, "EXPOSE");
     assert_eq!(
         expose.trim_end_matches("/tcp").parse::<u16>().ok(),
         Some(server_port(&Manifest::load()))
     );
 }
 
-/// The image's binary comes from deploy/build-static.sh, the script tests/scratch_root.rs builds
-/// its binary with, so the binary proven in the chroot and the one shipped cannot drift apart.
+/// The image's binary comes from deploy/build-static.sh, the script tests/scratch_root.rs and
+/// tests/podman.rs build their binary with, so the binary proven there and the one shipped
+/// cannot drift apart.
 #[test]
 fn dockerfile_ships_the_binary_the_scratch_test_builds() {
     let stages = dockerfile_stages();
     let image = stages.last().expect("the Dockerfile has a stage");
-    let (_, copy) = image
-        .iter()
-        .find(|(n, a)| n == "COPY" && a.ends_with(" /lameduck"))
-        .expect("the image copies /lameduck");
-    let from = copy
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("--from="))
-        .expect("/lameduck is copied from a build stage");
-    let build = stages
-        .iter()
-        .find(|stage| {
-            let (name, args) = &stage[0];
-            let args = args.to_ascii_lowercase();
-            name == "FROM" && args.ends_with(&format!(" as {}", from.to_ascii_lowercase()))
-        })
-        .unwrap_or_else(|| panic!("no stage named {from}"));
-    let runs: Vec<&str> = build
+    let copy = dockerfile_instruction(image, "COPY");
+    let (from, _, _) = copy_from(&copy);
+    let runs: Vec<&str> = build_stage(&stages, from)
         .iter()
         .filter(|(n, _)| n == "RUN")
         .map(|(_, a)| a.as_str())
@@ -297,15 +289,44 @@ fn dockerfile_ships_the_binary_the_scratch_test_builds() {
         .iter()
         .find(|run| run.contains("deploy/build-static.sh"))
         .expect("the build stage runs deploy/build-static.sh");
-    let source = copy.split_whitespace().rev().nth(1).expect("COPY SRC DEST");
+    let entrypoint = exec_form(&dockerfile_instruction(image, "ENTRYPOINT"));
+    let binary = format!("{IMAGE_ROOT}{}", entrypoint[0]);
     assert!(
-        builder.contains(source),
-        "the RUN that builds with the script must install what it built as {source}: {builder}"
+        builder.contains(&binary),
+        "the RUN that builds with the script must install what it built as {binary}: {builder}"
     );
     assert!(
         !runs.iter().any(|run| run.contains("cargo build")),
         "a second build command would ship a binary the tests never ran"
     );
+}
+
+/// `COPY --from=STAGE SOURCE DESTINATION`, as its three parts.
+fn copy_from(copy: &str) -> (&str, &str, &str) {
+    let from = copy
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("--from="))
+        .unwrap_or_else(|| panic!("COPY {copy} is not from a build stage"));
+    let paths: Vec<&str> = copy
+        .split_whitespace()
+        .filter(|word| !word.starts_with("--"))
+        .collect();
+    let [source, destination] = paths[..] else {
+        panic!("COPY {copy}: expected one source and one destination")
+    };
+    (from, source, destination)
+}
+
+/// The stage named `name` (`FROM ... AS name`).
+fn build_stage<'a>(stages: &'a [Vec<(String, String)>], name: &str) -> &'a [(String, String)] {
+    stages
+        .iter()
+        .find(|stage| {
+            let (instruction, args) = &stage[0];
+            let args = args.to_ascii_lowercase();
+            instruction == "FROM" && args.ends_with(&format!(" as {}", name.to_ascii_lowercase()))
+        })
+        .unwrap_or_else(|| panic!("no stage named {name}"))
 }
 
 /// The build stage copies the build context (`COPY . .`), which `.dockerignore` trims: what the

@@ -2,46 +2,22 @@
 //! handlers on a worker pool, answers through reply handles): the lifecycle waits for work in
 //! flight, bounds it, and the loop never waits for it.
 //!
-//! Plain `cargo test` builds the examples before it runs the tests, so the program is next to
-//! the `lameduck` binary, under `examples/` (`cargo test --test handler` alone does not: build it
-//! first with `cargo build --example slow_work`).
+//! Plain `cargo test` builds the examples before it runs the tests (see
+//! [`support::start_example`]).
 
 mod support;
 
 use std::io::{BufReader, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::SystemTime;
 
-use support::{Lameduck, PROMPT, TempDir, field, read_response, receive_until_close, request};
+use support::{
+    Lameduck, PROMPT, TempDir, field, get, read_response, receive_until_close, request,
+    start_example,
+};
 
-/// The example program, built by `cargo test` beside the binary.
-fn slow_work() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lameduck"));
-    let path = bin.with_file_name("examples").join("slow_work");
-    assert!(
-        path.exists(),
-        "{} missing: plain `cargo test` builds it; a single test file needs \
-         `cargo build --example slow_work` first",
-        path.display()
-    );
-    path
-}
-
-/// Starts the example on 127.0.0.1, any port, with `args`.
 fn start(dir: &TempDir, args: &[&str]) -> Lameduck {
-    let live_file = dir.path().join("live");
-    let mut command = Command::new(slow_work());
-    command
-        .args(["--addr", "127.0.0.1", "--port", "0", "--live-file"])
-        .arg(&live_file)
-        .args(args);
-    Lameduck::spawn(command, live_file).expect("spawn slow_work")
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").into_bytes()
+    start_example("slow_work", dir, args)
 }
 
 /// Sends `raw` on a new connection, then makes sure the server has read it: a request on a

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 
-use lameduck::{Config, Outcome, Server, routes};
+use lameduck::{Config, ConfigError, Outcome, Server, routes};
 use support::{PROMPT, TempDir};
 
 #[test]
@@ -49,7 +49,8 @@ fn run_removes_the_liveness_file_before_it_returns() {
 }
 
 /// A `Config` built in code gets the command line's checks: `bind` refuses absurd values with
-/// `InvalidInput` naming the flag, before it installs anything or creates the liveness file.
+/// `InvalidInput` naming the flag and carrying the `ConfigError`, before it installs anything or
+/// creates the liveness file.
 /// (Before, `--max-header-bytes` of 100 TB aborted on allocation inside `run`.)
 #[test]
 fn bind_refuses_a_config_the_command_line_would_refuse() {
@@ -66,5 +67,13 @@ fn bind_refuses_a_config_the_command_line_would_refuse() {
     };
     assert_eq!(error.kind(), std::io::ErrorKind::InvalidInput);
     assert!(error.to_string().contains("--max-header-bytes"), "{error}");
+    // The refusal itself travels inside, for an embedder to match on.
+    let refusal = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<ConfigError>());
+    assert!(
+        matches!(refusal, Some(ConfigError::AboveMaximum { flag, .. }) if flag == "max-header-bytes"),
+        "{error:?}"
+    );
     assert!(!live_file.exists(), "a refused config left a liveness file");
 }

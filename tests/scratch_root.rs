@@ -4,7 +4,8 @@
 //! build the same binary the same way (deploy/build-static.sh, which the Dockerfile runs, as
 //! tests/deploy.rs checks, in a copy of the build context that `.dockerignore` leaves), check
 //! that the ELF file needs no dynamic loader or shared library, and then recreate the image as
-//! a directory: the binary, an empty /tmp (1777), nothing else, not writable. The server runs
+//! a directory: the binary, an empty /tmp (1777), nothing else, not writable (the same layout
+//! the build stage makes and the image copies: tests/deploy/image.rs). The server runs
 //! there under chroot(2) as the manifest's non-root uid with no_new_privs and an empty
 //! environment, with the manifest's exact argv; the manifest's liveness command runs inside
 //! the same root. So "no libc, no shell, no `cat`, no writable root" are tested, not assumed.
@@ -12,8 +13,15 @@
 //! chroot needs root (CAP_SYS_CHROOT). Without it, or without the musl target or std's source,
 //! the tests print why they skip; with `CI` set (as .ci/run does) a skip is a failure instead, so
 //! CI cannot go green without the proof.
+//!
+//! tests/podman.rs builds and runs the real image with podman; this proof stays because it needs
+//! no container engine (a developer without podman still runs it) and because it checks what the
+//! engine test does not: the ELF headers, an empty environment, and the root's exact contents
+//! while the server runs and after it exits.
 #![cfg(all(target_os = "linux", target_arch = "x86_64"))]
 
+#[path = "deploy/image.rs"]
+mod image;
 #[path = "deploy/manifest.rs"]
 mod manifest;
 mod support;
@@ -21,19 +29,14 @@ mod support;
 use std::ffi::CString;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
-use std::time::Duration;
 
+use image::{lay_out_root, set_mode};
 use manifest::{Manifest, dockerfile_final_stage, dockerfile_instruction, exec_form, with_flag};
-use support::{Lameduck, PROMPT, field, get, request, run_command};
-
-const MUSL: &str = "x86_64-unknown-linux-musl";
-/// A cold release build with LTO of the whole dependency tree, std included.
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+use support::{Lameduck, PROMPT, field, get, request, run_command, skip_or_fail};
 
 #[test]
 fn musl_binary_is_static() {
@@ -76,7 +79,7 @@ fn scratch_root_serves_probes_and_drains_as_non_root() {
     let entrypoint = exec_form(&dockerfile_instruction(&stage, "ENTRYPOINT"));
     let uid = m.run_as_user();
     let gid = m.run_as_group();
-    let root = ImageRoot::create(binary, &entrypoint[0], uid, gid);
+    let root = ImageRoot::create(binary, &entrypoint[0]);
 
     // The manifest's argv, on an ephemeral loopback port (we share this machine).
     let args = with_flag(&m.args(), "--port", "0");
@@ -183,21 +186,18 @@ struct ImageRoot {
 }
 
 impl ImageRoot {
-    /// `/lameduck` (0555) and `/tmp` (1777, owned by the runtime user, as the Dockerfile makes
-    /// it) in an otherwise empty directory, itself root-owned and read-only to everybody else:
-    /// the read-only root filesystem of the pod.
-    fn create(binary: &Path, entrypoint: &str, uid: u32, gid: u32) -> ImageRoot {
+    /// The image's root file system (tests/deploy/image.rs: `/lameduck` 0555, `/tmp` 1777, as
+    /// the Dockerfile's build stage makes them) in an otherwise empty directory, itself
+    /// root-owned and read-only to everybody: the read-only root filesystem of the pod.
+    fn create(binary: &Path, entrypoint: &str) -> ImageRoot {
         let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("scratch-root-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create root");
-        let target = path.join(entrypoint.trim_start_matches('/'));
-        std::fs::copy(binary, &target).expect("copy binary");
-        set_mode(&target, 0o555);
-        let tmp = path.join("tmp");
-        std::fs::create_dir(&tmp).expect("create /tmp");
-        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).expect("chown /tmp");
-        set_mode(&tmp, 0o1777);
+        lay_out_root(binary, &path);
+        assert!(
+            path.join(entrypoint.trim_start_matches('/')).is_file(),
+            "the image's ENTRYPOINT {entrypoint} is its binary"
+        );
         set_mode(&path, 0o555);
         ImageRoot { path }
     }
@@ -264,11 +264,6 @@ impl Drop for ImageRoot {
     }
 }
 
-fn set_mode(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-        .unwrap_or_else(|e| panic!("chmod {mode:o} {}: {e}", path.display()));
-}
-
 fn cvt(rc: libc::c_int) -> io::Result<()> {
     if rc == -1 {
         Err(io::Error::last_os_error())
@@ -280,102 +275,9 @@ fn cvt(rc: libc::c_int) -> io::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // Building the musl binary
 
-/// Builds the release musl binary once per test run, or says why it can't (skip).
+/// Builds the release musl binary once per test run, or says why it can't (and skips).
 fn musl_binary() -> Option<&'static Path> {
-    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match BINARY.get_or_init(build_musl) {
-        Ok(path) => Some(path),
-        Err(reason) => {
-            skip(reason);
-            None
-        }
-    }
-}
-
-fn build_musl() -> Result<PathBuf, String> {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let print = |what: &[&str]| {
-        Command::new(&rustc)
-            .arg("--print")
-            .args(what)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-    };
-    if !print(&["target-libdir", "--target", MUSL]).is_some_and(|dir| dir.is_dir()) {
-        return Err(format!(
-            "the {MUSL} target is not installed: rustup target add {MUSL}"
-        ));
-    }
-    // deploy/build-static.sh rebuilds std from its source.
-    if !print(&["sysroot"]).is_some_and(|root| root.join("lib/rustlib/src/rust/library").is_dir()) {
-        return Err("std's source is not installed: rustup component add rust-src".into());
-    }
-    // Our own target dir: the `cargo test` that runs us holds the lock on the usual one.
-    let target_dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target/")
-        .join("musl-test");
-    // Built from what `docker build` would send (the repository trimmed by .dockerignore), so a
-    // file the build needs but the context lacks fails here, not in someone's image build.
-    let context = target_dir.join("context");
-    if context.exists() {
-        std::fs::remove_dir_all(&context).expect("remove the old build context");
-    }
-    let ignore = manifest::DockerIgnore::load();
-    copy_build_context(&ignore, &manifest::repo_path(""), "", &context)
-        .expect("copy the build context");
-    let mut build = Command::new(context.join("deploy/build-static.sh"));
-    build
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_MAKEFLAGS")
-        .env_remove("MAKEFLAGS")
-        .env_remove("MFLAGS");
-    let out = run_command(build, BUILD_TIMEOUT);
-    assert!(
-        out.status.success(),
-        "deploy/build-static.sh failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // It prints "PATH SIZE".
-    let printed = String::from_utf8_lossy(&out.stdout);
-    let (path, _size) = printed
-        .trim()
-        .split_once(' ')
-        .unwrap_or_else(|| panic!("deploy/build-static.sh printed {printed:?}"));
-    Ok(PathBuf::from(path))
-}
-
-/// Copies the files under `dir` (the repository, `relative` to its root) that `ignore` sends to
-/// the build, to `dest`.
-fn copy_build_context(
-    ignore: &manifest::DockerIgnore,
-    dir: &Path,
-    relative: &str,
-    dest: &Path,
-) -> io::Result<()> {
-    std::fs::create_dir_all(dest)?;
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let path = if relative.is_empty() {
-            name.to_string()
-        } else {
-            format!("{relative}/{name}")
-        };
-        let sent = ignore.sends(&path);
-        if entry.file_type()?.is_dir() {
-            if sent || ignore.reincludes_below(&path) {
-                copy_build_context(ignore, &entry.path(), &path, &dest.join(&*name))?;
-            }
-        } else if sent {
-            std::fs::copy(entry.path(), dest.join(&*name))?;
-        }
-    }
-    Ok(())
+    image::musl_binary().map_err(skip).ok()
 }
 
 /// Prints past the test harness's output capture, so a skip is never silent.
@@ -384,11 +286,7 @@ fn report(message: &str) {
 }
 
 fn skip(reason: &str) {
-    // The project's convention (see tests/rolling_update.rs): in CI a skip is a failure.
-    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-        panic!("CI is set but the scratch-root proof cannot run: {reason}");
-    }
-    report(&format!("SKIPPED: {reason}"));
+    skip_or_fail("scratch_root", reason);
 }
 
 // ---------------------------------------------------------------------------------------------

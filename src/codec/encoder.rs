@@ -94,7 +94,8 @@ impl Encoder {
         date: &[u8],
     ) {
         let key = Key::of(response, head_only, persistence);
-        let small = |_: &Key| response.body().len() <= Some(SLOT_MAX_BYTES as u64);
+        let small =
+            |_: &Key| (response.body().as_bytes()).is_some_and(|b| b.len() <= SLOT_MAX_BYTES);
         let Some(key) = key.filter(small) else {
             return encode(&mut self.bytes, response, head_only, persistence, date);
         };

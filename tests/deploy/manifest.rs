@@ -1,6 +1,7 @@
 //! Reads the deployment artefacts (deploy/kubernetes.yaml, Dockerfile) for the deploy tests.
 //!
-//! Shared by tests/deploy.rs and tests/scratch_root.rs, so each test crate uses only part of it.
+//! Shared by tests/deploy.rs, tests/scratch_root.rs and tests/podman.rs, so each test crate uses
+//! only part of it.
 //! The YAML reader handles exactly the block-style subset the manifest is written in (mappings,
 //! sequences, plain and quoted scalars, comments, `---` documents) and panics on anything else,
 //! so the tests need no YAML dependency. Full schema validation is deploy/validate.sh's job.
@@ -15,6 +16,8 @@ pub const DEFAULT_SHUTDOWN_DELAY: Duration = Duration::from_secs(5);
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 pub const DEFAULT_LIVE_FILE: &str = "/tmp/lameduck.live";
+/// Default `lameduck live --max-age`: how stale the liveness file may be.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(10);
 /// The margin the server itself demands: delay + drain timeout + 2 s <= grace period.
 pub const GRACE_MARGIN: Duration = Duration::from_secs(2);
 
@@ -539,6 +542,75 @@ fn glob_one(pattern: &[u8], name: &[u8]) -> bool {
         Some((b'*', rest)) => (0..=name.len()).any(|skip| glob_one(rest, &name[skip..])),
         Some((c, rest)) => name.first() == Some(c) && glob_one(rest, &name[1..]),
     }
+}
+
+/// The source text of the Dockerfile's last stage, from its `FROM` line to the end of the file,
+/// comments included: tests/podman.rs builds exactly these instructions.
+pub fn dockerfile_final_stage_source() -> String {
+    let text = read(DOCKERFILE);
+    let lines: Vec<&str> = text.lines().collect();
+    // A FROM that starts an instruction (not one inside a comment or a continued RUN).
+    let mut last_from = None;
+    let mut continued = false;
+    for (index, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start();
+        if !continued && trimmed.to_ascii_uppercase().starts_with("FROM ") {
+            last_from = Some(index);
+        }
+        continued = !trimmed.starts_with('#') && line.trim_end().ends_with('\\');
+    }
+    let start = last_from.expect("the Dockerfile has a FROM");
+    lines[start..].join("\n") + "\n"
+}
+
+/// Where the Dockerfile's build stage lays out the image's root file system, which the runtime
+/// stage copies whole (`COPY --from=build /out/rootfs/ /`).
+pub const IMAGE_ROOT: &str = "/out/rootfs";
+
+/// One entry of the image's root file system.
+pub struct ImageEntry {
+    /// Relative to the root.
+    pub path: &'static str,
+    pub mode: u32,
+    pub is_dir: bool,
+}
+
+/// Everything the image holds: the binary (the ENTRYPOINT) and an empty, sticky, world-writable
+/// /tmp, both owned by root. tests/deploy.rs checks that the build stage makes exactly these;
+/// tests/scratch_root.rs and tests/podman.rs lay them out the same way (tests/deploy/image.rs).
+pub const IMAGE_ENTRIES: [ImageEntry; 2] = [
+    ImageEntry {
+        path: "lameduck",
+        mode: 0o555,
+        is_dir: false,
+    },
+    ImageEntry {
+        path: "tmp",
+        mode: 0o1777,
+        is_dir: true,
+    },
+];
+
+/// A Kubernetes quantity in bytes (`128Mi`, `1Gi`, `500M`, or plain bytes).
+pub fn quantity(text: &str) -> u64 {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .unwrap_or_else(|_| panic!("quantity {text:?}"));
+    let scale = match unit {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1000,
+        "M" => 1000 * 1000,
+        "G" => 1000 * 1000 * 1000,
+        _ => panic!("unit of {text:?}"),
+    };
+    n * scale
 }
 
 /// The arguments of the only `name` instruction of a stage.

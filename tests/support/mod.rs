@@ -264,16 +264,53 @@ pub fn read_response(reader: &mut impl BufRead, head_only: bool) -> io::Result<R
         head,
         body: Vec::new(),
     };
-    // Interim 1xx responses have no body.
-    if !head_only && !(100..200).contains(&status) {
-        let len: usize = response
-            .header("content-length")
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| io::Error::other("response without Content-Length"))?;
+    // Interim 1xx responses have no body, nor do 204 and 304 (RFC 9110 §6.4.1).
+    if head_only || matches!(status, 100..=199 | 204 | 304) {
+        return Ok(response);
+    }
+    if response.header("transfer-encoding") == Some("chunked") {
+        response.body = read_chunked(reader)?;
+    } else if let Some(len) = response.header("content-length") {
+        let len: usize = len.parse().map_err(io::Error::other)?;
         response.body = vec![0; len];
         reader.read_exact(&mut response.body)?;
+    } else if response.closes() {
+        // Close-delimited (RFC 9112 §6.3, item 8): the body is everything until EOF.
+        reader.read_to_end(&mut response.body)?;
+    } else {
+        return Err(io::Error::other("a response without framing that keeps its connection"));
     }
     Ok(response)
+}
+
+/// Reads a chunked body strictly (RFC 9112 §7.1): every size line, every CRLF, the last chunk
+/// and the (empty) trailer section. An EOF anywhere before the end is an error: that is how a
+/// client tells a failed response from a complete one.
+pub fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || !line.ends_with("\r\n") {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        let size = usize::from_str_radix(line.trim_end(), 16).map_err(io::Error::other)?;
+        if size == 0 {
+            let mut end = [0u8; 2];
+            reader.read_exact(&mut end)?;
+            return if &end == b"\r\n" {
+                Ok(body)
+            } else {
+                Err(io::Error::other("trailers or garbage after the last chunk"))
+            };
+        }
+        let at = body.len();
+        body.resize(at + size + 2, 0);
+        reader.read_exact(&mut body[at..])?;
+        if !body.ends_with(b"\r\n") {
+            return Err(io::Error::other("chunk data longer than its size"));
+        }
+        body.truncate(at + size);
+    }
 }
 
 /// Sends one request on a fresh connection and reads one response.
@@ -297,6 +334,28 @@ pub fn reads_eof(stream: &mut TcpStream) -> bool {
         Ok(_) => false,
         Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
     }
+}
+
+/// Starts the example program `name` (`examples/NAME.rs`) on 127.0.0.1, any port, with its
+/// liveness file in `dir`, and `args`. Plain `cargo test` builds the examples before it runs the
+/// tests, so the program is next to the `lameduck` binary, under `examples/` (a single test file
+/// alone does not: build it first with `cargo build --examples`).
+pub fn start_example(name: &str, dir: &TempDir, args: &[&str]) -> Lameduck {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_lameduck"));
+    let program = bin.with_file_name("examples").join(name);
+    assert!(
+        program.exists(),
+        "{} missing: plain `cargo test` builds it; a single test file needs \
+         `cargo build --examples` first",
+        program.display()
+    );
+    let live_file = dir.path().join("live");
+    let mut command = Command::new(program);
+    command
+        .args(["--addr", "127.0.0.1", "--port", "0", "--live-file"])
+        .arg(&live_file)
+        .args(args);
+    Lameduck::spawn(command, live_file).expect("spawn the example")
 }
 
 /// A directory removed when dropped.
@@ -382,10 +441,15 @@ fn read_to_end(mut pipe: impl Read + Send + 'static) -> Receiver<Vec<u8>> {
 
 /// Polls `condition` until it holds, failing after [`PROMPT`]. For state that changes on its own
 /// schedule (a file's mtime, a probe's answer), where there is nothing to read or wait on.
-pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PROMPT;
+pub fn eventually(what: &str, condition: impl FnMut() -> bool) {
+    eventually_within(PROMPT, what, condition);
+}
+
+/// Like [`eventually`], failing after `limit`.
+pub fn eventually_within(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
     while !condition() {
-        assert!(Instant::now() < deadline, "not within {PROMPT:?}: {what}");
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
         thread::sleep(Duration::from_millis(10));
     }
 }
@@ -474,4 +538,14 @@ pub fn leave_one_descriptor(pid: libc::pid_t) {
     // SAFETY: prlimit(2) on a child of ours, reading `limit` (a local) and writing nothing.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_NOFILE, &limit, std::ptr::null_mut()) };
     assert_eq!(rc, 0, "prlimit: {}", io::Error::last_os_error());
+}
+
+/// A test that cannot run here says why and passes, past the harness's output capture so the
+/// skip is never silent; with `CI` set (as .ci/run does) it fails instead: in CI a skipped proof
+/// must not pass for a green one.
+pub fn skip_or_fail(test: &str, reason: &str) {
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!("CI is set but {test} cannot run: {reason}");
+    }
+    let _ = writeln!(io::stderr(), "SKIPPED {test}: {reason}");
 }
