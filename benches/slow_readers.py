@@ -22,11 +22,14 @@ kernel memory (`ss -tm`) is reported apart. Writes results/slow-readers.md and .
 REPORT_ONLY=1 redraws them from the JSON. Standard library only; reuses harness.py.
 """
 
+import errno
 import json
 import os
 import platform
 import random
+import re
 import resource
+import selectors
 import socket
 import subprocess
 import sys
@@ -37,6 +40,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree for the imports below
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness as h  # noqa: E402  (the sibling module, found through the line above)
+from inflight import run_delay_s  # noqa: E402  (schedstat: waiting for a CPU)
 from large import latency_summary  # noqa: E402
 from memory_clients import server_socket_bytes  # noqa: E402  (ss -tm of the server's sockets)
 
@@ -52,6 +56,7 @@ LAT_DURATION = h.env_float("LAT_DURATION", 3 if QUICK else 6)
 SAMPLE_S = h.env_float("SAMPLE_S", 1.0)
 PROBE_EVERY_S = h.env_float("PROBE_EVERY_S", 0.5)  # memory shape; latency probes every tick
 TICK_S = h.env_float("TICK_S", 0.05)
+PROBE_TIMEOUT_S = h.env_float("PROBE_TIMEOUT_S", 5.0)
 CLIENT_MSS = h.env_int("CLIENT_MSS", 1448)
 CLIENT_RCVBUF = h.env_int("CLIENT_RCVBUF", 16 * 1024)
 BASE_PORT = h.env_int("BASE_PORT", 21080)
@@ -145,39 +150,145 @@ def reader_stats(readers, secs):
             "ended": sum(1 for r in readers if r.ended)}
 
 
+class Probe:
+    """`GET path` on a fresh connection, driven by the readers' loop through its selector, so a
+    server that is slow to answer never holds the readers back (a blocking probe did: 5 s
+    timeouts left 500 readers unread). Timed from connect() to the last body byte."""
+
+    def __init__(self, port, path):
+        self.path, self.result, self.sent = path, None, False
+        self.req = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        self.buf = bytearray()
+        self.sock = socket.socket()
+        self.sock.setblocking(False)
+        self.t0 = time.perf_counter()
+        err = self.sock.connect_ex(("127.0.0.1", port))
+        if err not in (0, errno.EINPROGRESS):
+            self.finish(None, errno.errorcode.get(err, str(err)))
+
+    def events(self):
+        return selectors.EVENT_READ if self.sent else selectors.EVENT_WRITE
+
+    def on_ready(self):
+        try:
+            if not self.sent:  # connected (or failed): send the request, a few dozen bytes
+                err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    return self.finish(None, errno.errorcode.get(err, str(err)))
+                self.sock.send(self.req)
+                self.sent = True
+                return None
+            chunk = self.sock.recv(65536)
+        except OSError as e:
+            return self.finish(None, type(e).__name__)
+        if not chunk:
+            return self.finish(None, "EOF")
+        self.buf += chunk
+        end = self.buf.find(b"\r\n\r\n")
+        if end >= 0:
+            m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", self.buf[:end])
+            if len(self.buf) >= end + 4 + (int(m.group(1)) if m else 0):
+                self.finish((time.perf_counter() - self.t0) * 1000, int(self.buf.split()[1]))
+        return None
+
+    def finish(self, ms, status):
+        """(ms, status) or (None, the error's name), as harness.probe_ms gives."""
+        self.result = (ms, status)
+        self.sock.close()
+
+
+def run_loop(port, readers, rate, duration, probes_due, server=None):
+    """The clients for `duration` s: every TICK_S each reader reads what its pace allows; the
+    probes `probes_due(t)` lists (path, seconds from start) are started when due, unless one
+    to the same path is still out (it will time out or say how long the server took), and
+    finished as their bytes arrive. With `server`, VmRSS is read every SAMPLE_S. Returns the
+    probe results by path, the samples [(s, VmRSS KiB, readers with bytes)], the time at which
+    every reader had bytes (None if never) and the seconds it ran."""
+    sel = selectors.DefaultSelector()
+    buf = bytearray(64 * KIB)
+    results = {}
+    out = {}  # path -> the probe in flight
+    due = sorted(probes_due(duration), key=lambda x: x[1])
+    samples, ramp = [], None
+    t0 = time.monotonic()
+    next_tick = next_sample = t0
+    try:
+        while True:
+            now = time.monotonic()
+            if now - t0 >= duration:
+                break
+            if now >= next_tick:
+                pump_all(readers, rate, buf)
+                started = sum(1 for r in readers if r.got or r.ended)
+                if ramp is None and started == len(readers):
+                    ramp = now - t0
+                if server is not None and now >= next_sample:
+                    samples.append((now - t0, h.proc_status_kib(server.pid, "VmRSS"), started))
+                    next_sample += SAMPLE_S
+                next_tick += TICK_S
+            while due and t0 + due[0][1] <= now:
+                path, _ = due.pop(0)
+                if path not in out:
+                    probe = out[path] = Probe(port, path)
+                    if probe.result is None:
+                        sel.register(probe.sock, probe.events(), probe)
+            for path, probe in list(out.items()):
+                if probe.result is None and time.perf_counter() - probe.t0 > PROBE_TIMEOUT_S:
+                    sel.unregister(probe.sock)
+                    probe.finish(None, "timeout")
+                if probe.result is not None:
+                    results.setdefault(path, []).append(probe.result)
+                    del out[path]
+            wake = min([next_tick] + ([t0 + due[0][1]] if due else []))
+            for key, _ in sel.select(max(0.0, wake - time.monotonic())):
+                probe = key.data
+                was_sent = probe.sent
+                probe.on_ready()
+                if probe.result is not None:
+                    sel.unregister(probe.sock)
+                elif probe.sent != was_sent:
+                    sel.modify(probe.sock, probe.events(), probe)
+    finally:
+        for probe in out.values():  # still out at the end: a failure if past the timeout
+            if probe.result is None:
+                sel.unregister(probe.sock)
+                if time.perf_counter() - probe.t0 > PROBE_TIMEOUT_S:
+                    probe.finish(None, "timeout")
+                else:
+                    probe.sock.close()  # not late yet: left out
+            if probe.result is not None:
+                results.setdefault(probe.path, []).append(probe.result)
+        sel.close()
+    return results, samples, ramp, time.monotonic() - t0
+
+
 def measure_memory(name, port, tag):
     spec = SPECS[name]
     server = h.Server(name, port, tag, spec=spec)
-    readers, samples, probes = [], [], []
-    buf = bytearray(64 * KIB)
+    readers = []
     try:
         h.check_blob(port, [h.BLOB_LEN])
         warm_up(server)
         idle = h.proc_status_kib(server.pid, "VmRSS")
-        cpu0 = h.proc_cpu_seconds(server.pid)
+        cpu0, wait0 = h.proc_cpu_seconds(server.pid), run_delay_s(server.pid)
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
-        t0 = time.monotonic()
+        t_open = time.monotonic()
         readers = open_readers(port, READERS)
-        t_open = time.monotonic() - t0
-        next_sample = next_probe = time.monotonic()
-        ramp_s, kernel = None, None
-        while time.monotonic() - t0 < DURATION:
-            pump_all(readers, RATE, buf)
-            now = time.monotonic()
-            if ramp_s is None and all(r.got or r.ended for r in readers):
-                ramp_s = now - t0  # every reader has its first bytes: the connections are set
-                next_sample = now + SAMPLE_S
-            if ramp_s is not None and now >= next_sample:
-                samples.append(h.proc_status_kib(server.pid, "VmRSS"))
-                if kernel is None and now - t0 >= DURATION / 2:
-                    kernel = server_socket_bytes(port)
-                next_sample += SAMPLE_S
-            if now >= next_probe:
-                probes.append(h.probe_ms(port, "/"))
-                next_probe += PROBE_EVERY_S
-            time.sleep(TICK_S)
-        secs = time.monotonic() - t0
-        cpu1 = h.proc_cpu_seconds(server.pid)
+        t_open = time.monotonic() - t_open
+        kernel = None
+
+        def probes(duration):
+            return [("/", k * PROBE_EVERY_S) for k in range(int(duration / PROBE_EVERY_S))]
+        # Half the run, then the server's sockets' kernel memory (ss -tm), then the rest.
+        res1, samples1, ramp, secs1 = run_loop(port, readers, RATE, DURATION / 2, probes, server)
+        kernel = server_socket_bytes(port)
+        res2, samples2, ramp2, secs2 = run_loop(port, readers, RATE, DURATION / 2, probes, server)
+        secs = secs1 + secs2
+        samples = samples1 + [(t + secs1, rss, n) for t, rss, n in samples2]
+        if ramp is None and ramp2 is not None:
+            ramp = secs1 + ramp2
+        probe_results = res1.get("/", []) + res2.get("/", [])
+        cpu1, wait1 = h.proc_cpu_seconds(server.pid), run_delay_s(server.pid)
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         hwm = h.proc_status_kib(server.pid, "VmHWM")
         threads = h.proc_status_kib(server.pid, "Threads")
@@ -186,68 +297,68 @@ def measure_memory(name, port, tag):
         for r in readers:
             r.close()
         (h.TMP / f"lameduck-{port}.live").unlink(missing_ok=True)
-    per_conn = sorted((s - idle) / READERS for s in samples)  # KiB
+    # Per reader: the samples once every reader had its first bytes (the connections set up).
+    steady = [rss for t, rss, n in samples if ramp is not None and t >= ramp]
+    per_conn = sorted((rss - idle) / READERS for rss in steady)  # KiB
     res = {
-        "idle_rss_kib": idle, "rss_samples_kib": samples, "peak_rss_kib": hwm,
-        "threads": threads, "open_s": t_open, "ramp_s": ramp_s, "secs": secs,
+        "idle_rss_kib": idle, "rss_samples": samples, "peak_rss_kib": hwm,
+        "rss_end_kib": samples[-1][1] if samples else None,
+        "readers_with_bytes_at_end": samples[-1][2] if samples else None,
+        "threads": threads, "open_s": t_open, "ramp_s": ramp, "secs": secs,
         "kib_per_reader_min": per_conn[0] if per_conn else None,
         "kib_per_reader_median": h.median(per_conn),
         "kib_per_reader_max": per_conn[-1] if per_conn else None,
-        "server_kernel_kib_per_reader": None if kernel is None else kernel / READERS / KIB,
-        "server_cpu_s": cpu1 - cpu0,
+        "kib_per_reader_samples": len(per_conn),
+        "server_kernel_kib_per_reader": kernel / READERS / KIB,
+        "server_cpu_util": (cpu1 - cpu0) / secs,
+        "server_cpu_wait": (wait1 - wait0) / secs,
         "client_cpu_util": ((ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)) / secs,
-        "probe": latency_summary(probes), "readers": reader_stats(readers, secs),
+        "probe": latency_summary(probe_results), "readers": reader_stats(readers, secs),
     }
     p, rd = res["probe"], res["readers"]
-    h.log(f"    {name:8} memory  idle {idle:,} KiB  per reader "
-          f"{res['kib_per_reader_min'] or 0:,.1f} / {res['kib_per_reader_median'] or 0:,.1f} / "
-          f"{res['kib_per_reader_max'] or 0:,.1f} KiB (min/median/max of {len(samples)})  kernel "
-          f"{res['server_kernel_kib_per_reader'] or 0:,.0f} KiB/reader  GET / p50 "
-          f"{p['p50_ms'] or 0:.2f} max {p['max_ms'] or 0:.1f} ms ({p['failed']}/{p['n']} failed)"
-          f"  read {rd['kib_per_s_min']:.0f}-{rd['kib_per_s_max']:.0f} KiB/s, "
-          f"{rd['ended']} ended  client cpu {res['client_cpu_util']:.0%}")
+    per = (f"{res['kib_per_reader_min']:,.1f} / {res['kib_per_reader_median']:,.1f} / "
+           f"{res['kib_per_reader_max']:,.1f} KiB (min/median/max of {len(per_conn)})"
+           if per_conn else f"– (only {res['readers_with_bytes_at_end']} of {READERS} readers "
+           f"had bytes by the end; RSS {idle:,} → {res['rss_end_kib']:,} KiB)")
+    h.log(f"    {name:8} memory  idle {idle:,} KiB  per reader {per}  kernel "
+          f"{res['server_kernel_kib_per_reader']:,.0f} KiB/reader  all reading after "
+          f"{ramp if ramp is not None else -1:.1f} s  GET / p50 {p['p50_ms'] or 0:.2f} max "
+          f"{p['max_ms'] or 0:.1f} ms ({p['failed']}/{p['n']} failed)  read "
+          f"{rd['kib_per_s_min']:.0f}-{rd['kib_per_s_max']:.0f} KiB/s, {rd['ended']} ended  "
+          f"server cpu {res['server_cpu_util']:.0%} waiting {res['server_cpu_wait']:.0%}  "
+          f"client cpu {res['client_cpu_util']:.0%}")
     return res
 
 
-def probe_loop(port, readers, duration, buf):
-    """The readers' loop for `duration` s with one `GET /` and one `GET /health` on fresh
-    connections per tick, each at a random point of it: right after the pump the server is
-    refilling the readers' sockets, later it may be idle, and a fixed point would pick one.
-    Run with no readers it is the idle baseline, timed the same way (probes that follow a sleep
-    wake idle cores, which back-to-back probes never pay)."""
-    samples = {"/": [], "/health": []}
-    paths = list(samples)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < duration:
-        tick = time.monotonic()
-        pump_all(readers, LAT_RATE, buf)
-        random.shuffle(paths)
-        for path, at in zip(paths, sorted(random.uniform(0, TICK_S) for _ in paths)):
-            time.sleep(max(0.0, tick + at - time.monotonic()))
-            samples[path].append(h.probe_ms(port, path))
-        time.sleep(max(0.0, tick + TICK_S - time.monotonic()))
-    return samples, time.monotonic() - t0
+def latency_probes(duration):
+    """One `GET /` and one `GET /health` per tick, each at a random point of it: right after
+    the pump the server is refilling the readers' sockets, later it may be idle, and a fixed
+    point would pick one."""
+    return [(path, k * TICK_S + random.uniform(0, TICK_S))
+            for k in range(int(duration / TICK_S)) for path in ("/", "/health")]
 
 
 def measure_latency(name, port, tag):
+    """The same loop and probes without readers (idle), then with LAT_READERS: probes that
+    follow a sleep wake idle cores (~0.4 ms here), which back-to-back probes never pay, so the
+    baseline is taken the same way."""
     spec = SPECS[name]
     server = h.Server(name, port, tag, spec=spec)
     readers = []
-    buf = bytearray(64 * KIB)
     try:
         h.check_blob(port, [h.BLOB_LEN])
         warm_up(server)
-        idle, _ = probe_loop(port, [], LAT_DURATION, buf)
+        idle, _, _, _ = run_loop(port, [], LAT_RATE, LAT_DURATION, latency_probes)
         readers = open_readers(port, LAT_READERS)
-        busy, secs = probe_loop(port, readers, LAT_DURATION, buf)
+        busy, _, _, secs = run_loop(port, readers, LAT_RATE, LAT_DURATION, latency_probes)
     finally:
         server.kill()
         for r in readers:
             r.close()
         (h.TMP / f"lameduck-{port}.live").unlink(missing_ok=True)
     res = {"secs": secs, "readers": reader_stats(readers, secs)}
-    for path in idle:
-        i, b = latency_summary(idle[path]), latency_summary(busy[path])
+    for path in ("/", "/health"):
+        i, b = latency_summary(idle.get(path, [])), latency_summary(busy.get(path, []))
         res[path] = {"idle": i, "busy": b,
                      "p50_ratio": b["p50_ms"] / i["p50_ms"] if b["p50_ms"] and i["p50_ms"]
                      else None,
@@ -273,8 +384,10 @@ def summarise(rounds, names):
         s = {}
         mem = [r[n]["memory"] for r in rounds if "memory" in r.get(n, {})]
         for key in ("idle_rss_kib", "peak_rss_kib", "kib_per_reader_min",
-                    "kib_per_reader_median", "kib_per_reader_max",
-                    "server_kernel_kib_per_reader", "client_cpu_util", "ramp_s", "threads"):
+                    "kib_per_reader_median", "kib_per_reader_max", "rss_end_kib",
+                    "readers_with_bytes_at_end", "server_kernel_kib_per_reader",
+                    "server_cpu_util", "server_cpu_wait", "client_cpu_util", "ramp_s",
+                    "threads"):
             s[f"memory.{key}"] = h.median([m.get(key) for m in mem])
         for key in ("p50_ms", "max_ms", "failed", "n"):
             s[f"memory.probe.{key}"] = h.median([m["probe"][key] for m in mem])
@@ -329,31 +442,43 @@ def write_markdown(path, meta, summary, names, skipped):
          f"{CLIENT_MSS or 'loopback'}, set before connect.\n",
          f"\n## Memory: {READERS} readers at {RATE / KIB:,.0f} KiB/s for {meta['duration_s']:g} s\n",
          f"KiB per reader = (VmRSS − idle VmRSS) / {READERS}, sampled every {SAMPLE_S:g} s once "
-         f"every reader had its first bytes: min / median / max over the samples (close together "
-         f"= flat). Kernel socket buffers are not in RSS; the server's side of them (`ss -tm`: "
+         f"every reader had its first bytes (\"all reading after\"): min / median / max over the "
+         f"samples (close together = flat). Kernel socket buffers are not in RSS; the server's side of them (`ss -tm`: "
          f"receive + write queue + forward allocation, mid-run) is the kernel column. `GET /`: a "
-         f"fresh connection every {PROBE_EVERY_S:g} s during the run. Read KiB/s: the pace the "
-         f"readers got (slowest–fastest).\n",
+         f"fresh connection every {PROBE_EVERY_S:g} s during the run, driven by the readers' loop "
+         f"(a slow answer never holds the readers back; failed = no answer within "
+         f"{PROBE_TIMEOUT_S:g} s). Read KiB/s: the pace the readers got over the whole run "
+         f"(slowest–fastest, ramp included). Server CPU use and time spent waiting for a CPU "
+         f"(schedstat), over the run.\n",
          "| server | KiB per reader min / median / max | server kernel KiB per reader | "
-         "idle RSS KiB | peak RSS KiB | `GET /` during p50 / max ms | `GET /` failed | "
-         "read KiB/s | readers ended early |",
-         "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+         "idle RSS KiB | peak RSS KiB | all reading after s | `GET /` during p50 / max ms | "
+         "`GET /` failed | read KiB/s | readers ended early | server CPU use / waiting |",
+         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for n in names:
         s = summary[n]
         if s["memory.idle_rss_kib"] is None:
             continue
-        L.append(f"| {n} | {num(s['memory.kib_per_reader_min'], ',.1f')} / "
-                 f"**{num(s['memory.kib_per_reader_median'], ',.1f')}** / "
-                 f"{num(s['memory.kib_per_reader_max'], ',.1f')} | "
+        if s["memory.kib_per_reader_median"] is None:  # never every reader reading: say so
+            per = (f"– ({num(s['memory.readers_with_bytes_at_end'], '.0f')} of {READERS} "
+                   f"readers had bytes by the end; RSS then "
+                   f"{num(s['memory.rss_end_kib'], ',.0f')} KiB)")
+        else:
+            per = (f"{num(s['memory.kib_per_reader_min'], ',.1f')} / "
+                   f"**{num(s['memory.kib_per_reader_median'], ',.1f')}** / "
+                   f"{num(s['memory.kib_per_reader_max'], ',.1f')}")
+        L.append(f"| {n} | {per} | "
                  f"{num(s['memory.server_kernel_kib_per_reader'], ',.0f')} | "
                  f"{num(s['memory.idle_rss_kib'], ',.0f')} | "
                  f"{num(s['memory.peak_rss_kib'], ',.0f')} | "
+                 f"{num(s['memory.ramp_s'], '.1f')} | "
                  f"{num(s['memory.probe.p50_ms'], '.2f')} / "
                  f"{num(s['memory.probe.max_ms'], '.1f')} | "
                  f"{num(s['memory.probe.failed'], '.0f')} of {num(s['memory.probe.n'], '.0f')} | "
                  f"{num(s['memory.readers.kib_per_s_min'], '.0f')}–"
                  f"{num(s['memory.readers.kib_per_s_max'], '.0f')} | "
-                 f"{num(s['memory.readers.ended'], '.0f')} |")
+                 f"{num(s['memory.readers.ended'], '.0f')} | "
+                 f"{num(s['memory.server_cpu_util'], '.0%')} / "
+                 f"{num(s['memory.server_cpu_wait'], '.0%')} |")
     L += [f"\n## Latency: `GET /` and `GET /health` while {LAT_READERS} readers read at "
           f"{LAT_RATE / 1000:,.0f} KB/s\n",
           f"Fresh connections, one of each path at a random point of each "
