@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# benches/build-peers.sh: builds the peer servers that compare.sh and inflight.sh run, into
-# benches/peers/target/release: the Rust peers (their own manifest and target dir, never part of
-# the root crate's build) and Go + chi (offline, against Debian's golang-go and
-# golang-github-go-chi-chi-dev; skipped with a message when they are missing, so the caller can
-# leave go-chi out).
+# benches/build-peers.sh: builds the peer servers that compare.sh, inflight.sh, large.sh and
+# slow_readers.sh run, into benches/peers/target/release: the Rust peers (their own manifest and
+# target dir, never part of the root crate's build), the C floor (gcc), and Go + chi (offline,
+# against Debian's golang-go and golang-github-go-chi-chi-dev). The floor and Go + chi are skipped
+# with a message when their compiler is missing, so the caller can leave them out.
 set -euo pipefail
 
 peers="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/peers"
@@ -20,5 +20,15 @@ if [[ ! -x "$out/peer-go-chi" || "$peers/go/main.go" -nt "$out/peer-go-chi" ]]; 
     else
         rm -f "$out/peer-go-chi"  # never run a peer older than its source
         echo "build-peers.sh: no Go toolchain or chi: no peer-go-chi" >&2
+    fi
+fi
+
+if [[ ! -x "$out/floor" || "$peers/floor/floor.c" -nt "$out/floor" ]]; then
+    if command -v gcc >/dev/null; then
+        echo "==> gcc floor.c" >&2
+        gcc -O2 -Wall -o "$out/floor" "$peers/floor/floor.c"
+    else
+        rm -f "$out/floor"
+        echo "build-peers.sh: no gcc: no floor" >&2
     fi
 fi

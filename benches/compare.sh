@@ -51,15 +51,9 @@ elif has lameduck-musl && [[ -z "${LAMEDUCK_MUSL_BIN:-}" ]]; then
 fi
 [[ -x "$LAMEDUCK_BIN" ]] || { echo "compare.sh: no lameduck binary at $LAMEDUCK_BIN" >&2; exit 1; }
 
-# The Rust peers and Go + chi.
+# The Rust peers, the floor (a minimal C epoll responder) and Go + chi.
+need gcc "apt-get install gcc"
 "$benches/build-peers.sh"
-
-# The floor: a minimal C epoll responder.
-if [[ ! -x "$out/floor" || "$peers/floor/floor.c" -nt "$out/floor" ]]; then
-    need gcc "apt-get install gcc"
-    echo "==> gcc floor.c" >&2
-    gcc -O2 -Wall -o "$out/floor" "$peers/floor/floor.c"
-fi
 
 # The malloc-counting LD_PRELOAD shim for the heap-allocation figures.
 if [[ ! -f "$peers/target/alloccount.so" || "$benches/alloc/alloccount.c" -nt "$peers/target/alloccount.so" ]]; then

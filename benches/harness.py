@@ -94,6 +94,54 @@ def log(*args):
 # ---------------------------------------------------------------------------------------------
 # The servers. argv(port) builds the command line; `stop` is the signal of its graceful stop.
 
+# GET /blob (large.py, slow_readers.py): every server answers BLOB_LEN bytes where byte i is
+# i % 251, and `?bytes=N` the first N. nginx reads them from files, one per size in BLOB_SIZES.
+BLOB_LEN = 8 * 1024 * 1024
+BLOB_SIZES = (1024 * 1024, BLOB_LEN)
+
+
+def blob_bytes(n):
+    """The first n bytes of the shared body every server's GET /blob answers."""
+    return (bytes(range(251)) * (n // 251 + 1))[:n]
+
+
+def blob_dir():
+    """nginx's /blob files, written once: blob-N holds the first N bytes of the body."""
+    d = TMP / "blob"
+    d.mkdir(parents=True, exist_ok=True)
+    for n in BLOB_SIZES:
+        f = d / f"blob-{n}"
+        if not f.exists() or f.stat().st_size != n:
+            f.write_bytes(blob_bytes(n))
+    return d
+
+
+class NoBlobRoute(RuntimeError):
+    """The server answers GET /blob 404: a lameduck build from before issue 15's routes."""
+
+
+def check_blob(port, sizes):
+    """Fails unless GET /blob?bytes=N answers 200 with the right N bytes for every N in sizes."""
+    for n in sizes:
+        status, body = get(port, f"/blob?bytes={n}", timeout=10)
+        if status == 404:
+            raise NoBlobRoute(f"GET /blob?bytes={n} answered 404: this build has no /blob route")
+        if status != 200 or body != blob_bytes(n):
+            raise RuntimeError(f"GET /blob?bytes={n} answered {status} with {len(body)} bytes "
+                               f"{'(wrong content)' if len(body) == n else ''}")
+
+
+def probe_ms(port, path, timeout=5.0):
+    """Milliseconds for `GET path` on a fresh connection to be answered in full: (ms, status),
+    or (None, the error's name) when it failed or took longer than `timeout` per step."""
+    t0 = time.perf_counter()
+    try:
+        status, _ = get(port, path, timeout=timeout)
+    except OSError as e:
+        return None, type(e).__name__
+    return (time.perf_counter() - t0) * 1000, status
+
+
 def nginx_conf(port):
     """One worker, no master (so one PID holds all of the work and memory), no access log."""
     prefix = TMP / f"nginx-{port}"
@@ -102,6 +150,7 @@ def nginx_conf(port):
     conf = prefix / "nginx.conf"
     conf.write_text((BENCHES / "nginx/nginx.conf.in").read_text()
                     .replace("@PORT@", str(port)).replace("@PREFIX@", str(prefix))
+                    .replace("@BLOBDIR@", str(blob_dir()))
                     .replace("@CONNS@", str(MAX_CONNS))
                     .replace("@NOFILE@", str(resource.getrlimit(resource.RLIMIT_NOFILE)[1])))
     return conf
@@ -152,6 +201,31 @@ SERVERS = {
 }
 SERVER_NAMES = [s for s in os.environ.get("SERVERS", ",".join(SERVERS)).split(",") if s]
 
+# lameduck's side of the /blob runs (large.py, slow_readers.py) is examples/slow_work.rs, which
+# serves GET /blob from one shared allocation (issue 15); the `lameduck` binary has no such route.
+SLOW_WORK_BIN = os.environ.get("SLOW_WORK_BIN", str(ROOT / "target/release/examples/slow_work"))
+
+
+def blob_servers():
+    """The servers of the /blob runs: the peers above, and lameduck as examples/slow_work."""
+    specs = {"lameduck": dict(
+        argv=lambda p: lameduck_argv(SLOW_WORK_BIN, p), bin=SLOW_WORK_BIN, stop=signal.SIGTERM,
+        what="lameduck's examples/slow_work (mio, one thread; /blob one shared allocation), "
+             "--shutdown-delay 0")}
+    how = {
+        "floor": "minimal C epoll responder; writev of the head and a pointer into one static "
+                 "buffer, the rest queued by reference after a short write",
+        "hyper": "hyper 1.x http1, tokio current-thread; a Bytes slice of one allocation",
+        "axum": "axum 0.8, tokio current-thread; a Bytes slice of one allocation",
+        "actix": "actix-web 4, workers(1); a web::Bytes of one allocation, which actix-web's "
+                 "encoder copies into the connection's write buffer",
+        "go-chi": "Go net/http + chi, GOMAXPROCS=1; a slice of one package-level []byte",
+        "nginx": "nginx, one process; one file per size (page cache), sendfile on",
+    }
+    for name, what in how.items():
+        specs[name] = dict(SERVERS[name], what=what)
+    return specs
+
 
 # ---------------------------------------------------------------------------------------------
 # /proc readers
@@ -199,7 +273,8 @@ def read_response(sock):
         if not chunk:
             raise ConnectionError("closed before the response head")
         buf += chunk
-    head, body = buf.split(b"\r\n\r\n", 1)
+    head, first = buf.split(b"\r\n\r\n", 1)
+    body = bytearray(first)  # grows in place: /blob bodies are megabytes
     lines = head.split(b"\r\n")
     status = int(lines[0].split()[1])
     length = 0
@@ -208,11 +283,11 @@ def read_response(sock):
         if k.strip().lower() == b"content-length":
             length = int(v.strip())
     while len(body) < length:
-        chunk = sock.recv(4096)
+        chunk = sock.recv(65536)
         if not chunk:
             raise ConnectionError("closed inside the body")
         body += chunk
-    return status, body
+    return status, bytes(body)
 
 
 def get(port, path, sock=None, timeout=2.0):

@@ -2,7 +2,10 @@
 //!
 //! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`, `GET /delay` answers
 //! `Hello, World!` after `actix_web::rt::time::sleep` for `DELAY_MS` (environment, default 100;
-//! the in-flight run, `benches/inflight.sh`). Port from argv[1] or `PORT` (default 8080), address
+//! the in-flight run, `benches/inflight.sh`), `GET /blob` the 8 MiB shared body of `blob.rs`
+//! (a `web::Bytes` view of one allocation; actix-web's encoder copies it into each connection's
+//! write buffer, which the slow-reader run shows). Port from argv[1] or `PORT` (default 8080),
+//! address
 //! from `ADDR` (default 127.0.0.1). `TCP_NODELAY` is asked for explicitly
 //! with `HttpServer::tcp_nodelay(true)` (its default leaves the socket as accepted).
 //! SIGTERM/SIGINT: actix-server's own graceful stop (stop accepting, wait for in-flight requests
@@ -27,6 +30,19 @@ async fn health() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok")
 }
 
+#[path = "../blob.rs"]
+mod blob;
+
+async fn blob(req: actix_web::HttpRequest) -> HttpResponse {
+    let query = Some(req.query_string()).filter(|q| !q.is_empty());
+    match blob::answer(query) {
+        Some(body) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(body),
+        None => HttpResponse::BadRequest().finish(),
+    }
+}
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let port: u16 = std::env::args()
@@ -40,6 +56,7 @@ async fn main() -> std::io::Result<()> {
         .map_or(Ok(100), |ms| ms.parse())
         .expect("DELAY_MS");
     let pause = web::Data::new(Duration::from_millis(delay_ms));
+    blob::shared();
     eprintln!("peer-actix listening on {host}:{port}");
     HttpServer::new(move || {
         App::new()
@@ -47,6 +64,7 @@ async fn main() -> std::io::Result<()> {
             .route("/", web::get().to(hello))
             .route("/delay", web::get().to(delay))
             .route("/health", web::get().to(health))
+            .route("/blob", web::get().to(blob))
     })
     .workers(1)
     .tcp_nodelay(true)

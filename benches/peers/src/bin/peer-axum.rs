@@ -2,11 +2,16 @@
 //!
 //! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`, `GET /delay` answers
 //! `Hello, World!` after `tokio::time::sleep` for `DELAY_MS` (environment, default 100; the
-//! in-flight run, `benches/inflight.sh`). Port from argv[1] or `PORT` (default 8080), address
+//! in-flight run, `benches/inflight.sh`), `GET /blob` the 8 MiB shared body of `blob.rs` (a
+//! `Bytes` view of one allocation; axum answers it `application/octet-stream`). Port from
+//! argv[1] or `PORT` (default 8080), address
 //! from `ADDR` (default 127.0.0.1). `TCP_NODELAY` is set on every accepted
 //! stream through `ListenerExt::tap_io` (axum::serve does not set it). SIGTERM/SIGINT: axum's
 //! `with_graceful_shutdown`.
+use axum::extract::RawQuery;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -25,6 +30,16 @@ async fn delay(delay: Duration) -> ([(axum::http::HeaderName, &'static str); 1],
 
 async fn health() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
     ([(CONTENT_TYPE, "text/plain")], "ok")
+}
+
+#[path = "../blob.rs"]
+mod blob;
+
+async fn blob(RawQuery(query): RawQuery) -> Response {
+    match blob::answer(query.as_deref()) {
+        Some(body) => body.into_response(),
+        None => StatusCode::BAD_REQUEST.into_response(),
+    }
 }
 
 async fn shutdown_signal() {
@@ -50,7 +65,9 @@ async fn main() -> std::io::Result<()> {
     let app = Router::new()
         .route("/", get(hello))
         .route("/delay", get(move || delay(pause)))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .route("/blob", get(blob));
+    blob::shared();
     let listener = TcpListener::bind(format!("{host}:{port}")).await?;
     eprintln!("peer-axum listening on {}", listener.local_addr()?);
     let listener = listener.tap_io(|tcp| {

@@ -1,6 +1,8 @@
 //! Benchmark peer: hyper 1.x HTTP/1.1 on a tokio current-thread runtime.
 //!
-//! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`. Port from argv[1] or `PORT`
+//! `GET /` answers `Hello, World!`, `GET /health` answers 200 `ok`, `GET /blob` the 8 MiB shared
+//! body of `blob.rs` (one `Bytes` for every connection; `?bytes=N` a `slice` of it, no copy).
+//! Port from argv[1] or `PORT`
 //! (default 8080), address from `ADDR` (default 127.0.0.1). `TCP_NODELAY` is set on every accepted
 //! stream (hyper leaves it to the caller). SIGTERM/SIGINT: stop accepting, let hyper's graceful
 //! shutdown finish in-flight requests and close idle keep-alive connections, then exit.
@@ -18,19 +20,26 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
+#[path = "../blob.rs"]
+mod blob;
+
 static HELLO: &[u8] = b"Hello, World!";
 static OK: &[u8] = b"ok";
 
 async fn handle(req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let (status, body) = match req.uri().path() {
-        "/" => (StatusCode::OK, HELLO),
-        "/health" => (StatusCode::OK, OK),
-        _ => (StatusCode::NOT_FOUND, &b""[..]),
+    let (status, body, content_type) = match req.uri().path() {
+        "/" => (StatusCode::OK, Bytes::from_static(HELLO), "text/plain"),
+        "/health" => (StatusCode::OK, Bytes::from_static(OK), "text/plain"),
+        "/blob" => match blob::answer(req.uri().query()) {
+            Some(body) => (StatusCode::OK, body, "application/octet-stream"),
+            None => (StatusCode::BAD_REQUEST, Bytes::new(), "text/plain"),
+        },
+        _ => (StatusCode::NOT_FOUND, Bytes::new(), "text/plain"),
     };
-    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
+    let mut resp = Response::new(Full::new(body));
     *resp.status_mut() = status;
     resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     Ok(resp)
 }
 
@@ -45,6 +54,7 @@ fn addr() -> SocketAddr {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
+    blob::shared();
     let listener = TcpListener::bind(addr()).await?;
     eprintln!("peer-hyper listening on {}", listener.local_addr()?);
     let mut term = signal(SignalKind::terminate())?;
