@@ -1134,6 +1134,9 @@ impl<S: Transport> Connection<S> {
     /// in the queue. The body is never copied: its rest waits for the next writable event.
     /// An error ends the connection: the client left, or a streamed body failed.
     fn write_out<H>(&mut self, fresh: &mut Encoder, ctx: &Context<'_, H>) -> io::Result<()> {
+        if fresh.bytes.is_empty() && self.unsent.is_empty() && !self.writing() {
+            return Ok(());
+        }
         let mut fresh_at = 0;
         let result = loop {
             // A stream's next piece (and its chunk framing, which goes in the queue) only once
@@ -1157,7 +1160,14 @@ impl<S: Transport> Connection<S> {
             if total == 0 {
                 break Ok(());
             }
-            let mut written = match self.stream.write_vectored(&parts) {
+            // One slice (the common case: a turn's answers, no body) goes out with a plain
+            // `write`: `writev` walks its vector even where the other entries are empty.
+            let mut nonempty = parts.iter().filter(|part| !part.is_empty());
+            let attempt = match (nonempty.next(), nonempty.next()) {
+                (Some(only), None) => self.stream.write(only),
+                _ => self.stream.write_vectored(&parts),
+            };
+            let mut written = match attempt {
                 Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(()),
