@@ -61,9 +61,7 @@ fn large_answers_arrive_byte_for_byte_with_their_framing() {
         assert!(!response.closes(), "{path}");
     }
     // And the ordinary answers still come on the same connection.
-    client.get_mut().write_all(&get("/")).expect("write");
-    let hello = read_response(&mut client, false).expect("GET / after the downloads");
-    assert_eq!(hello.body, b"Hello, World!");
+    still_serves(&mut client);
 }
 
 /// An HTTP/1.0 client knows no chunked coding: a body of unknown length is delimited by the end
@@ -93,14 +91,9 @@ fn head_of_a_download_is_the_head_only_and_its_producer_stops() {
     let response = read_response(&mut client, true).expect("HEAD answer");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("Content-Length"), Some("100000000"));
-    let gone = server.wait_for("event=download_gone");
-    let sent: u64 = field(&gone, "sent")
-        .and_then(|v| v.parse().ok())
-        .expect("sent=");
+    let (gone, sent) = producer_gone(&mut server);
     assert!(sent < 1 << 20, "a HEAD's producer ran on: {gone}");
-    client.get_mut().write_all(&get("/")).expect("write");
-    let hello = read_response(&mut client, false).expect("GET / after the HEAD");
-    assert_eq!(hello.body, b"Hello, World!");
+    still_serves(&mut client);
 }
 
 /// A producer that gives up mid-body ends the response visibly, whatever the framing: a sized
@@ -160,10 +153,7 @@ fn a_reader_that_stops_holds_back_its_producer_until_it_goes() {
     // that nothing held back to run hundreds of MiB ahead.
     thread::sleep(Duration::from_secs(1));
     drop(client);
-    let gone = server.wait_for("event=download_gone");
-    let sent: u64 = field(&gone, "sent")
-        .and_then(|v| v.parse().ok())
-        .expect("sent=");
+    let (gone, sent) = producer_gone(&mut server);
     // What was read, the kernel's buffers on both sides (tcp_wmem's largest default is 4 MiB),
     // and two pieces: far below the 1 GiB asked for, and below what a second of producing makes.
     assert!(
@@ -271,6 +261,22 @@ fn a_second_signal_counts_every_answer_not_given() {
     assert_eq!(field(&exit, "abandoned"), Some("2"), "{exit}");
     let received = support::receive_until_close(&mut owed, PROMPT);
     assert!(received.bytes.is_empty(), "{received}");
+}
+
+/// Waits for the example's line saying a download's producer found its client gone; returns
+/// it, and how many bytes the producer had sent by then.
+fn producer_gone(server: &mut Lameduck) -> (String, u64) {
+    let gone = server.wait_for("event=download_gone");
+    let sent = field(&gone, "sent").and_then(|v| v.parse().ok());
+    let sent = sent.unwrap_or_else(|| panic!("no sent= in {gone}"));
+    (gone, sent)
+}
+
+/// `GET /` on `client` is answered: the connection is still in step after what came before.
+fn still_serves(client: &mut BufReader<TcpStream>) {
+    client.get_mut().write_all(&get("/")).expect("write");
+    let hello = read_response(client, false).expect("GET / on the same connection");
+    assert_eq!(hello.body, b"Hello, World!");
 }
 
 /// The length of the response head at the start of `bytes`.

@@ -278,18 +278,7 @@ fn podman_stop_of_a_busy_container_announces_drains_and_exits_0() {
 
     assert_eq!(c.exit_code(), 0, "log:\n{}", c.logs());
     let log = c.logs();
-    for event in ["event=announce", "event=drain", "event=exit"] {
-        assert!(log.contains(event), "no {event} in the log:\n{log}");
-    }
-    let exit = log
-        .lines()
-        .find(|l| l.contains("event=exit"))
-        .expect("exit line");
-    assert_eq!(
-        (field(exit, "code"), field(exit, "outcome")),
-        (Some("0"), Some("drained")),
-        "{exit}"
-    );
+    assert_drained(&log);
 }
 
 /// The operator insists: a second stop signal during the drain ends the container at once with
@@ -320,15 +309,7 @@ fn a_second_stop_signal_during_the_drain_exits_1_at_once() {
         interrupted.is_some_and(|l| field(l, "signal") == Some("SIGTERM")),
         "{log}"
     );
-    let exit = log
-        .lines()
-        .find(|l| l.contains("event=exit"))
-        .expect("exit line");
-    assert_eq!(
-        (field(exit, "code"), field(exit, "outcome")),
-        (Some("1"), Some("interrupted")),
-        "{exit}"
-    );
+    assert_exit(&log, "1", "interrupted");
 }
 
 /// `podman kube play` of deploy/kubernetes.yaml, adjusted only where podman differs from a
@@ -392,19 +373,28 @@ fn kube_play_runs_the_manifest_and_kube_down_drains_it() {
     let (stdout, log) = podman_ok(&["logs", &container]);
     let log = stdout + &log;
     assert_eq!(code, "0", "log:\n{log}");
-    for event in ["event=announce", "event=drain", "event=exit"] {
+    assert_drained(&log);
+    podman_ok(&["kube", "down", pod.file.to_str().expect("UTF-8 path")]);
+}
+
+/// The log of a lame-duck stop that drained cleanly: announce, drain, and an exit line with
+/// code 0.
+fn assert_drained(log: &str) {
+    for event in ["event=announce", "event=drain"] {
         assert!(log.contains(event), "no {event} in the log:\n{log}");
     }
-    let exit = log
-        .lines()
-        .find(|l| l.contains("event=exit"))
-        .expect("exit line");
+    assert_exit(log, "0", "drained");
+}
+
+/// The exit line says `code` and `outcome`.
+fn assert_exit(log: &str, code: &str, outcome: &str) {
+    let exit = (log.lines().find(|l| l.contains("event=exit")))
+        .unwrap_or_else(|| panic!("no exit line in the log:\n{log}"));
     assert_eq!(
         (field(exit, "code"), field(exit, "outcome")),
-        (Some("0"), Some("drained")),
+        (Some(code), Some(outcome)),
         "{exit}"
     );
-    podman_ok(&["kube", "down", pod.file.to_str().expect("UTF-8 path")]);
 }
 
 // ---------------------------------------------------------------------------------------------

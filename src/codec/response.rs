@@ -140,10 +140,8 @@ impl Response {
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Self {
-        match self.try_header(name, value) {
-            Ok(response) => response,
-            Err(e) => panic!("Response::with_header: {e}"),
-        }
+        self.try_header(name, value)
+            .unwrap_or_else(|e| panic!("Response::with_header: {e}"))
     }
 
     /// Sets a header, replacing one of the same name, or says why it cannot be sent. The response
@@ -159,21 +157,11 @@ impl Response {
     /// # Ok::<(), lameduck::InvalidHeader>(())
     /// ```
     pub fn try_header(
-        mut self,
+        self,
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Result<Self, InvalidHeader> {
-        let value = value.into();
-        let name = check_header(name.into(), &value)?;
-        let headers = self.headers.to_mut();
-        match headers
-            .iter_mut()
-            .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-        {
-            Some(line) => *line = (name, value),
-            None => headers.push((name, value)),
-        }
-        Ok(self)
+        self.add_header(name.into(), value.into(), Add::Replace)
     }
 
     /// Adds a header line after any of the same name, for the fields HTTP lets repeat: `Set-Cookie`
@@ -194,10 +182,8 @@ impl Response {
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Self {
-        match self.try_append_header(name, value) {
-            Ok(response) => response,
-            Err(e) => panic!("Response::append_header: {e}"),
-        }
+        self.try_append_header(name, value)
+            .unwrap_or_else(|e| panic!("Response::append_header: {e}"))
     }
 
     /// Adds a header line after any of the same name, or says why it cannot be sent: the rules
@@ -205,18 +191,32 @@ impl Response {
     /// (`Content-Type`, `Location`, `ETag`… see [`InvalidHeader::Repeated`]) cannot be added
     /// twice.
     pub fn try_append_header(
-        mut self,
+        self,
         name: impl Into<Cow<'static, str>>,
         value: impl Into<Cow<'static, str>>,
     ) -> Result<Self, InvalidHeader> {
-        let value = value.into();
-        let name = check_header(name.into(), &value)?;
+        self.add_header(name.into(), value.into(), Add::Append)
+    }
+
+    /// Checks a header against the rules, then sets it as `add` says.
+    fn add_header(
+        mut self,
+        name: Cow<'static, str>,
+        value: Cow<'static, str>,
+        add: Add,
+    ) -> Result<Self, InvalidHeader> {
+        let name = check_header(name, &value)?;
         let headers = self.headers.to_mut();
-        let present = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&name));
-        if present && SINGLETONS.iter().any(|s| s.eq_ignore_ascii_case(&name)) {
-            return Err(InvalidHeader::Repeated(name));
+        let same = headers
+            .iter()
+            .position(|(n, _)| n.eq_ignore_ascii_case(&name));
+        match (same, add) {
+            (Some(at), Add::Replace) => headers[at] = (name, value),
+            (Some(_), Add::Append) if SINGLETONS.iter().any(|s| s.eq_ignore_ascii_case(&name)) => {
+                return Err(InvalidHeader::Repeated(name));
+            }
+            _ => headers.push((name, value)),
         }
-        headers.push((name, value));
         Ok(self)
     }
 
@@ -265,6 +265,15 @@ impl Response {
             _ => None,
         }
     }
+}
+
+/// What setting a header does to a line of the same name.
+#[derive(Clone, Copy)]
+enum Add {
+    /// Takes its place ([`Response::try_header`]).
+    Replace,
+    /// Goes after it ([`Response::try_append_header`]).
+    Append,
 }
 
 /// How a response's body is delimited on the wire.
