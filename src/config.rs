@@ -61,7 +61,24 @@ pub const MAX_HEADER_BYTES: usize = 1024 * 1024;
 /// `net.core.somaxconn`).
 pub const MAX_BACKLOG: u32 = libc::c_int::MAX as u32;
 
-/// Everything `lameduck serve` can be told.
+/// Everything `lameduck serve` can be told: built in code (every field has its default), or
+/// from a command line and environment as `lameduck serve` reads them.
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{Command, Config};
+///
+/// let args = ["--port", "9000", "--shutdown-delay", "3s"].map(String::from);
+/// let env = |name: &str| (name == "LAMEDUCK_MAX_CONNS").then(|| "500".to_string());
+/// let Command::Serve(config) = lameduck::config::parse_args(args, env)? else {
+///     unreachable!("no subcommand means serve")
+/// };
+/// assert_eq!(config.addr.port(), 9000);
+/// assert_eq!(config.shutdown_delay, Duration::from_secs(3));
+/// assert_eq!(config.max_conns, 500); // from the environment: flags win over it
+/// assert_eq!(config.drain_timeout, Config::default().drain_timeout);
+/// # Ok::<(), lameduck::ConfigError>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// Address to listen on. Default `0.0.0.0:8080`: in a container the pod IP is not known in

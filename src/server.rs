@@ -146,7 +146,39 @@ impl Outcome {
     }
 }
 
-/// A bound, not yet running server.
+/// A bound, not yet running server: [`bind`](Server::bind) does the start-up (the socket, the
+/// signals, the liveness file), [`run`](Server::run) serves until the lifecycle ends.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use lameduck::{Config, Outcome, Phase, Response, Server, Stop, handler_fn};
+///
+/// let dir = std::env::temp_dir().join(format!("lameduck-server-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let mut server = Server::bind(Config {
+///     addr: ([127, 0, 0, 1], 0).into(), // port 0: any free port
+///     live_file: dir.join("live"),
+///     ..Config::default()
+/// })?;
+/// let (addr, lifecycle) = (server.local_addr(), server.lifecycle());
+/// let client = std::thread::spawn(move || -> std::io::Result<String> {
+///     lifecycle.wait_until(Phase::Serving);
+///     let mut stream = std::net::TcpStream::connect(addr)?;
+///     stream.write_all(b"GET /hi HTTP/1.1\r\nHost: doc\r\nConnection: close\r\n\r\n")?;
+///     let mut answer = String::new();
+///     stream.read_to_string(&mut answer)?;
+///     lifecycle.stop(Stop::Now); // as SIGINT: drain now
+///     Ok(answer)
+/// });
+/// let outcome = server.run(handler_fn(|request| match request.path {
+///     "/hi" => Response::text(200, "hi\n"),
+///     _ => Response::text(404, "not found\n"),
+/// }))?;
+/// assert!(client.join().unwrap()?.ends_with("\r\n\r\nhi\n"));
+/// assert_eq!(outcome, Outcome::Drained);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub struct Server {
     config: Config,
     poll: Poll,
