@@ -377,8 +377,24 @@ fn a_sigterm_after_the_hand_over_continues_the_drain() {
 /// alone answers meanwhile.
 /// Before the fix: either the stop killed the new process (its clients reset), or the report,
 /// read first, made the SIGTERM a second signal (exit 1).
+///
+/// The freeze can come too late: the new process reports ready within a millisecond, and the
+/// old one may have read the report and finished its hand-over before the SIGSTOP lands. Such an
+/// attempt shows no `drain_continues` (the SIGTERM found the process gone or done); it still
+/// must not kill anyone, and the scenario is tried again, up to [`ATTEMPTS`] times.
 #[test]
 fn a_sigterm_that_comes_with_the_ready_report_never_kills_the_new_process() {
+    const ATTEMPTS: usize = 20;
+    for _ in 0..ATTEMPTS {
+        if sigterm_with_the_ready_report() {
+            return;
+        }
+    }
+    panic!("in {ATTEMPTS} attempts the SIGSTOP never froze the old process before its hand-over");
+}
+
+/// One attempt of the scenario above; false when the freeze came too late to set it up.
+fn sigterm_with_the_ready_report() -> bool {
     let dir = TempDir::new();
     let binary = Binary::new(dir.path());
     let mut server = binary.start(0, &["--shutdown-delay", "0"]);
@@ -400,7 +416,10 @@ fn a_sigterm_that_comes_with_the_ready_report_never_kills_the_new_process() {
         "{:#?}",
         server.log
     );
-    server.wait_for("event=drain_continues");
+    let continued = server
+        .log
+        .iter()
+        .any(|l| l.contains("event=drain_continues"));
     assert_eq!(
         request(server.addr, GET).status,
         200,
@@ -408,6 +427,7 @@ fn a_sigterm_that_comes_with_the_ready_report_never_kills_the_new_process() {
     );
     kill(new, libc::SIGINT);
     server.wait_for(&format!("event=exit code=0 pid={new} "));
+    continued
 }
 
 /// As PID 1 (a container's init) an in-place upgrade cannot work: the container ends with its
