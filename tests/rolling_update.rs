@@ -74,8 +74,9 @@ const UPLOAD_CLIENTS: usize = 4;
 const DOWNLOAD_CLIENTS: usize = 4;
 /// Downloads in the short runs must at least reach this, or the mix did not run.
 const SHORT_MIN_DOWNLOADS: u64 = 20;
-/// Downloads in the long runs.
-const LONG_MIN_DOWNLOADS: u64 = 200;
+/// Downloads in the long runs: "the mix ran", not a throughput figure (a `mode http` run on a
+/// quiet 2-core VM answered 195 to 205 in full).
+const LONG_MIN_DOWNLOADS: u64 = 100;
 
 #[test]
 fn short_default_mode_loses_no_request() {
