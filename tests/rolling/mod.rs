@@ -252,12 +252,43 @@ pub struct Report {
 /// Runs the rolling update and returns what it measured. `Err` means the harness itself could
 /// not do its job (a process did not start, HAProxy did not report a server UP, ...).
 pub fn run(cfg: &RunConfig) -> Result<Report, String> {
+    make_room_in_conntrack();
     let scratch = scratch_dir(&cfg.label).map_err(|e| format!("scratch dir: {e}"))?;
     let result = run_in(cfg, &scratch);
     if let Err(e) = &result {
         return Err(format!("{e}\n(logs kept in {})", scratch.display()));
     }
     result
+}
+
+/// Where the kernel tracks connections (netfilter's conntrack, loaded here by podman's port
+/// publishing, tests/podman.rs, which runs before these tests), every connection of a run stays
+/// in its table for 120 s after it closes, and a run opens about 10,000 a second on loopback. At
+/// the table's default size (262,144 on our machines) a long run fills it after about two
+/// minutes, and a full table drops SYNs without a word: HAProxy's connects to a server time out
+/// (`503 sC`), whoever the server. Measured: `nf_conntrack: table full, dropping packet` in the
+/// kernel log at the moment of the only failures of the long `mode http` run. So the table is
+/// made large enough for the runs (a few hundred MB at worst, on a test machine), once, when
+/// conntrack is there and we may; otherwise the run goes on and says why it might fail.
+fn make_room_in_conntrack() {
+    const ENOUGH: u64 = 2 * 1024 * 1024;
+    let path = "/proc/sys/net/netfilter/nf_conntrack_max";
+    let Ok(current) = std::fs::read_to_string(path) else {
+        return; // no connection tracking: nothing to fill
+    };
+    let current: u64 = current.trim().parse().unwrap_or(0);
+    if current >= ENOUGH {
+        return;
+    }
+    match std::fs::write(path, ENOUGH.to_string()) {
+        Ok(()) => eprintln!(
+            "rolling: raised nf_conntrack_max from {current} to {ENOUGH} (a full table drops SYNs)"
+        ),
+        Err(e) => eprintln!(
+            "rolling: WARNING: nf_conntrack_max is {current} and cannot be raised ({e}); a long \
+             run can fill the table, whose SYN drops show as HAProxy `503 sC` failures"
+        ),
+    }
 }
 
 fn run_in(cfg: &RunConfig, scratch: &Path) -> Result<Report, String> {
