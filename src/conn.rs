@@ -693,8 +693,13 @@ impl<S: Transport> Connection<S> {
                 Stop::NeedInput if seen == input.len() - held || self.fin => continue,
                 // Otherwise the socket holds nothing more now; edge-triggered polling reports
                 // the next byte that arrives.
-                Stop::NeedInput | Stop::OutputFull | Stop::Closed | Stop::Awaiting => break,
-                Stop::Writing => break,
+                Stop::NeedInput
+                | Stop::OutputFull
+                | Stop::Writing
+                | Stop::Closed
+                | Stop::Awaiting => {
+                    break;
+                }
                 Stop::Budget => {
                     self.waiting_for_budget = true;
                     break;
