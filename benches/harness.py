@@ -780,6 +780,24 @@ def cell(s, key, unit):
     return fmt(f["median"], unit) + (f" ({r:.2f}×)" if r is not None else "")
 
 
+def report_tail(goals, goal_heading, goal_note, names, specs, skipped, section, raw):
+    """The end of a large-answer or slow-reader report: the goals met or not, what each server
+    is, what could not be measured, and where the figures are explained. Returns the lines."""
+    lines = []
+    if goals:
+        lines += [f"\n## {goal_heading}\n", f"{goal_note}\n",
+                  "| goal | measured | met |", "|---|--:|:-:|"]
+        lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in goals]
+    lines.append("\n## Servers\n")
+    for n in names:
+        lines.append(f"- **{n}**: {specs[n]['what']}.")
+    if skipped:
+        lines.append("\n## Not measured\n")
+        lines += [f"- **{n}**: {why}" for n, why in skipped.items()]
+    lines.append(f"\nFigures are explained in `benches/README.md` (\"{section}\"). {raw}\n")
+    return lines
+
+
 def write_markdown(path, meta, summary, names, bins, errors, failures):
     L = []
     L.append("# lameduck vs framework servers\n")

@@ -278,20 +278,10 @@ def write_markdown(path, meta, rounds, summary, names, skipped):
         L.append(f"| {n} | {num(s['idle_probe.p50_ms'], '.2f')} / "
                  f"{num(s['idle_probe.p99_ms'], '.2f')} | {num(s['idle_rss_kib'], ',.0f')} | "
                  f"{num(s['peak_rss_kib'], ',.0f')} |")
-    goals = goal_lines(rounds, summary, sizes)
-    if goals:
-        L += ["\n## Goal (issue 15), lameduck\n",
-              "Medians of per-round ratios of CPU s/GiB; reported, not asserted.\n",
-              "| goal | measured | met |", "|---|--:|:-:|"]
-        L += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in goals]
-    L.append("\n## Servers\n")
-    for n in names:
-        L.append(f"- **{n}**: {SPECS[n]['what']}.")
-    if skipped:
-        L.append("\n## Not measured\n")
-        L += [f"- **{n}**: {why}" for n, why in skipped.items()]
-    L.append("\nFigures are explained in `benches/README.md` (\"Large answers\"). Raw per-round "
-             "values: `large.json`.\n")
+    L += h.report_tail(goal_lines(rounds, summary, sizes), "Goal (issue 15), lameduck",
+                       "Medians of per-round ratios of CPU s/GiB; reported, not asserted.",
+                       names, SPECS, skipped, "Large answers",
+                       "Raw per-round values: `large.json`.")
     path.write_text("\n".join(L))
 
 

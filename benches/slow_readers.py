@@ -500,19 +500,9 @@ def write_markdown(path, meta, summary, names, skipped):
                      f"{num(s[f'latency.{p}.p50_ratio'], '.2f')}× / "
                      f"{num(s[f'latency.{p}.p99_ratio'], '.2f')}× | "
                      f"{num(s[f'latency.{p}.busy.failed'], '.0f')} |")
-    goals = goal_lines(summary)
-    if goals:
-        L += ["\n## Goals (issue 15), lameduck\n", "Reported, not asserted.\n",
-              "| goal | measured | met |", "|---|--:|:-:|"]
-        L += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in goals]
-    L.append("\n## Servers\n")
-    for n in names:
-        L.append(f"- **{n}**: {SPECS[n]['what']}.")
-    if skipped:
-        L.append("\n## Not measured\n")
-        L += [f"- **{n}**: {why}" for n, why in skipped.items()]
-    L.append("\nFigures are explained in `benches/README.md` (\"Slow readers\"). Raw values: "
-             "`slow-readers.json`.\n")
+    L += h.report_tail(goal_lines(summary), "Goals (issue 15), lameduck",
+                       "Reported, not asserted.", names, SPECS, skipped, "Slow readers",
+                       "Raw values: `slow-readers.json`.")
     path.write_text("\n".join(L))
 
 

@@ -1,11 +1,6 @@
 //! The event loop: one thread, one `mio::Poll`, the listener, the signal source, the
-//! connections, the timers, and the shutdown lifecycle of docs/design.md.
-//!
-//! ```text
-//!  start ──bind ok──▶ SERVING ──SIGTERM──▶ ANNOUNCE ──delay over──▶ DRAIN ──all closed──▶ exit 0
-//!                       └──SIGINT──────────────(skip delay)─────────┘──deadline──▶ FORCE ▶ exit 1
-//!                          any second stop, in any phase ─────────────────────────────▶ exit 1
-//! ```
+//! connections, the timers, and the shutdown lifecycle (SERVING → ANNOUNCE → DRAIN → exit, or
+//! FORCE; its diagram and the reason for each phase are in docs/design.md, "The lifecycle").
 //!
 //! A stop is a signal (SIGTERM as ANNOUNCE, SIGINT as DRAIN) or the same request made through a
 //! [`Lifecycle`] ([`Stop::Graceful`], [`Stop::Now`]); each phase change is published to the
