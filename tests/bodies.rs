@@ -142,11 +142,7 @@ fn a_producer_that_fails_mid_body_never_looks_complete() {
 fn a_reader_that_stops_holds_back_its_producer_until_it_goes() {
     let dir = TempDir::new();
     let mut server = start(&dir, &[]);
-    let mut client = server.connect();
-    set_receive_buffer(&client, 64 * 1024);
-    client
-        .write_all(&get("/download?bytes=1073741824"))
-        .expect("write");
+    let mut client = download(&server, 1 << 30);
     let mut first = vec![0u8; 1 << 20];
     client.read_exact(&mut first).expect("the first MiB");
     // Stop reading for a second (a window, as a slow client pauses): time enough for a producer
@@ -197,11 +193,7 @@ fn slow_readers_of_large_answers_stall_no_one() {
 fn the_drain_waits_for_answers_being_written_and_counts_the_abandoned() {
     let dir = TempDir::new();
     let mut server = start(&dir, &["--shutdown-delay", "0"]);
-    let mut downloading = server.connect();
-    set_receive_buffer(&downloading, 64 * 1024);
-    downloading
-        .write_all(&get("/download?bytes=20000000"))
-        .expect("write");
+    let mut downloading = download(&server, 20_000_000);
     let mut some = [0u8; 4096];
     downloading
         .read_exact(&mut some)
@@ -217,11 +209,8 @@ fn the_drain_waits_for_answers_being_written_and_counts_the_abandoned() {
     assert_eq!(server.wait_exit(PROMPT).code(), Some(0));
 
     let mut server = start(&dir, &["--shutdown-delay", "0", "--drain-timeout", "1s"]);
-    let stuck = server.connect();
-    set_receive_buffer(&stuck, 64 * 1024);
-    (&stuck)
-        .write_all(&get("/download?bytes=100000000"))
-        .expect("write");
+    // (Held, not read, until the end: its response is still being written.)
+    let _stuck = download(&server, 100_000_000);
     assert_eq!(request(server.addr, &get("/health")).status, 200);
     server.signal(libc::SIGTERM);
     assert_eq!(server.wait_exit(PROMPT).code(), Some(1));
@@ -240,11 +229,8 @@ fn a_second_signal_counts_every_answer_not_given() {
     let mut server = start(&dir, &["--shutdown-delay", "20s", "--grace-period", "60s"]);
     let mut owed = server.connect();
     owed.write_all(&get("/sleep?ms=30000")).expect("write");
-    let stuck = server.connect();
-    set_receive_buffer(&stuck, 64 * 1024);
-    (&stuck)
-        .write_all(&get("/download?bytes=100000000"))
-        .expect("write");
+    // (Held, not read, until the end: its response is still being written.)
+    let _stuck = download(&server, 100_000_000);
     // Answered only after the events before it: both requests have been read.
     assert_eq!(request(server.addr, &get("/health")).status, 200);
     server.signal(libc::SIGTERM);
@@ -277,6 +263,18 @@ fn still_serves(client: &mut BufReader<TcpStream>) {
     client.get_mut().write_all(&get("/")).expect("write");
     let hello = read_response(client, false).expect("GET / on the same connection");
     assert_eq!(hello.body, b"Hello, World!");
+}
+
+/// Asks for a download of `bytes` on a new connection with a small receive buffer (so that the
+/// kernel holds little of what the client does not read), and reads nothing yet.
+fn download(server: &Lameduck, bytes: u64) -> TcpStream {
+    let mut stream = server.connect();
+    set_receive_buffer(&stream, 64 * 1024);
+    let path = format!("/download?bytes={bytes}");
+    stream
+        .write_all(&get(&path))
+        .expect("write the download request");
+    stream
 }
 
 /// The length of the response head at the start of `bytes`.
